@@ -1,0 +1,75 @@
+"""coursekit.utils and coursekit.validation."""
+
+import numpy as np
+import pytest
+import torch
+
+import coursekit as ck
+from coursekit import validation as v
+
+
+def test_seed_everything_is_reproducible():
+    ck.seed_everything(7)
+    a = (np.random.rand(3), torch.rand(3))
+    rng = ck.seed_everything(7)
+    b = (np.random.rand(3), torch.rand(3))
+    assert np.array_equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert isinstance(rng, np.random.Generator)
+    with pytest.raises(ValueError, match="seed"):
+        ck.seed_everything(-1)
+
+
+def test_get_device():
+    assert ck.get_device(prefer_gpu=False).type == "cpu"
+    assert ck.get_device().type in ("cpu", "cuda")
+
+
+def test_train_decreases_loss_and_returns_history():
+    torch.manual_seed(0)
+    target = torch.tensor([1.0, -2.0])
+    w = torch.nn.Parameter(torch.zeros(2))
+    data = target + 0.1 * torch.randn(512, 2)
+    hist = ck.train(lambda b: ((b - w) ** 2).sum(1).mean(), [w], data, n_steps=300, lr=0.05,
+                    show_progress=False)
+    assert len(hist) == 300 and hist[-1] < hist[0]
+    assert torch.allclose(w, target, atol=0.05)
+
+
+def test_train_without_data_and_errors():
+    w = torch.nn.Parameter(torch.tensor(3.0))
+    hist = ck.train(lambda: w**2, [w], n_steps=200, lr=0.1, show_progress=False)
+    assert hist[-1] < 1e-2
+    with pytest.raises(ValueError, match="n_steps"):
+        ck.train(lambda: w**2, [w], n_steps=0)
+    with pytest.raises(ValueError, match="parameters"):
+        ck.train(lambda: w**2, [], n_steps=1)
+    with pytest.raises(ValueError, match="loss became"):
+        ck.train(lambda: torch.log(w - w), [w], n_steps=1, show_progress=False)
+
+
+def test_as_rng():
+    g = np.random.default_rng(1)
+    assert v.as_rng(g) is g
+    assert v.as_rng(5).random() == np.random.default_rng(5).random()
+    assert isinstance(v.as_rng(None), np.random.Generator)
+    for bad in ("seed", 1.5, True, -3):
+        with pytest.raises(ValueError, match="rng"):
+            v.as_rng(bad)
+
+
+def test_checks():
+    assert np.array_equal(v.check_probabilities([0.25, 0.75]), [0.25, 0.75])
+    with pytest.raises(ValueError, match="non-negative"):
+        v.check_probabilities([-0.1, 1.1])
+    with pytest.raises(ValueError, match="sum to 1"):
+        v.check_probabilities([0.2, 0.2])
+    with pytest.raises(ValueError, match="NaN"):
+        v.check_array([1.0, np.nan], "x")
+    with pytest.raises(ValueError, match="dimension"):
+        v.check_array(np.zeros((2, 2)), "x", ndim=1)
+    L = v.check_spd(np.array([[4.0, 2.0], [2.0, 3.0]]))
+    assert np.allclose(L @ L.T, [[4, 2], [2, 3]])
+    with pytest.raises(ValueError, match="component 2.*not symmetric"):
+        v.check_spd(np.array([[1.0, 0.5], [0.0, 1.0]]), "covariances", component=2)
+    with pytest.raises(ValueError, match="not positive definite"):
+        v.check_spd(np.array([[1.0, 2.0], [2.0, 1.0]]))
