@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 import torch
+
 # The plain text bar: it renders the same in Jupyter, Colab, the terminal and the
 # built book (the widget bar needs ipywidgets and JavaScript to show at all).
 from tqdm import tqdm
@@ -27,7 +28,7 @@ def seed_everything(seed: int = 0) -> np.random.Generator:
     """
     seed = check_positive_int(seed, "seed", minimum=0)
     random.seed(seed)
-    np.random.seed(seed)
+    np.random.seed(seed)  # noqa: NPY002  (the legacy global state, for library code that uses it)
     torch.manual_seed(seed)
     # Hash randomisation only matters for subprocesses; set it for them.
     os.environ["PYTHONHASHSEED"] = str(seed)

@@ -91,6 +91,10 @@ def test_notebook_starts_with_colab_cell(path):
     assert "".join(code[0]["source"]).strip() == COLAB_CELL, (
         f"{path.name}: the first code cell must be the standard Colab set-up cell:\n{COLAB_CELL}"
     )
+    # Hidden in the rendered book (it means nothing there), still run by Colab and the tests.
+    assert "remove-cell" in code[0].get("metadata", {}).get("tags", []), (
+        f"{path.name}: tag the Colab set-up cell with 'remove-cell'"
+    )
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: str(p.relative_to(BOOK)))

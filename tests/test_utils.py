@@ -10,9 +10,9 @@ from coursekit import validation as v
 
 def test_seed_everything_is_reproducible():
     ck.seed_everything(7)
-    a = (np.random.rand(3), torch.rand(3))
+    a = (np.random.rand(3), torch.rand(3))  # noqa: NPY002
     rng = ck.seed_everything(7)
-    b = (np.random.rand(3), torch.rand(3))
+    b = (np.random.rand(3), torch.rand(3))  # noqa: NPY002
     assert np.array_equal(a[0], b[0]) and torch.equal(a[1], b[1])
     assert isinstance(rng, np.random.Generator)
     with pytest.raises(ValueError, match="seed"):
