@@ -10,7 +10,7 @@ after the topic a student would look for:
 - :mod:`coursekit.plot`: the book's figures (one look for the whole book).
 
 Topic modules (``sampling``, ``gmm``, ``divergences``, ``autoregressive``,
-``flows``, ``ebm``, ``vae``, ``handout``) are imported on demand:
+``flows``, ``ebm``, ``vae``, ``handout``, ``practical_checks``) are imported on demand:
 ``from coursekit import gmm``.
 """
 
