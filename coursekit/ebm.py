@@ -1,0 +1,327 @@
+"""Energy-based models: Langevin sampling, grid normalization, contrastive-divergence training.
+
+An energy-based model (EBM) is a density known up to its normalizing constant,
+
+    p_theta(x) = exp(-E_theta(x)) / Z(theta),   Z(theta) = int exp(-E_theta(u)) du,
+
+so ``log p_theta(x) = -E_theta(x) - log Z(theta)`` and (slides, "Training")
+
+    grad_theta log p_theta(x) = -grad_theta E_theta(x) + E_{u ~ p_theta}[grad_theta E_theta(u)].
+
+In 2-D, ``Z`` can be computed on a grid (:func:`grid_log_partition`); in general it cannot,
+and the expectation is estimated with samples from a Markov chain, here the unadjusted
+Langevin algorithm (:func:`langevin`). :func:`train_ebm` puts the two together (contrastive
+divergence with short-run or persistent chains).
+
+Energies are callables mapping an ``(n, d)`` tensor to an ``(n,)`` tensor.
+
+References: LeCun et al. 2006; Hinton 2002; Welling & Teh 2011; Roberts & Tweedie 1996;
+Du & Mordatch 2019; Nijkamp et al. 2019; Miyato et al. 2018; Song & Kingma 2021.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import spectral_norm
+
+from coursekit.utils import progress
+from coursekit.validation import check_positive, check_positive_int
+
+Energy = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _check_points(x: torch.Tensor, name: str) -> None:
+    if not isinstance(x, torch.Tensor) or x.ndim != 2 or x.shape[0] == 0:
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"{name}: expected a non-empty torch.Tensor of shape (n, d), got {shape}")
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{name}: contains NaN or infinite values")
+
+
+def energy_grad(energy: Energy, x: torch.Tensor) -> torch.Tensor:
+    """``grad_x E(x)`` by autograd, shape (n, d), without touching the energy's parameters.
+
+    ``torch.autograd.grad`` with ``inputs=x`` only differentiates with respect to ``x``, so a
+    sampling chain never accumulates gradients into the model's ``.grad`` fields.
+    """
+    with torch.enable_grad():
+        x = x.detach().requires_grad_(True)
+        e = energy(x)
+        if e.shape != (x.shape[0],):
+            raise ValueError(f"energy: expected an output of shape ({x.shape[0]},), got {tuple(e.shape)}")
+        (g,) = torch.autograd.grad(e.sum(), x)
+    return g
+
+
+def langevin(
+    energy: Energy,
+    x0: torch.Tensor,
+    step_size: float,
+    n_steps: int,
+    *,
+    noise: bool = True,
+    return_chain: bool = False,
+    generator: torch.Generator | None = None,
+    noise_scale: float = 1.0,
+    grad_clip: float | None = None,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Unadjusted Langevin algorithm (ULA): ``x <- x - eta grad E(x) + sqrt(2 eta) xi``.
+
+    For small ``eta`` and many steps the chain's law approaches ``p(x) ∝ exp(-E(x))``; for a
+    finite ``eta`` it is biased (no Metropolis correction; Roberts & Tweedie 1996). With
+    ``noise=False`` the update is plain gradient descent on ``E``.
+
+    Args:
+        energy: maps (n, d) to (n,) energies; differentiable in x.
+        x0: (n, d) starting points, one chain per row.
+        step_size: eta > 0.
+        n_steps: number of updates, >= 1.
+        noise: add the Gaussian term (False: gradient descent).
+        return_chain: also return every state.
+        generator: torch generator for the noise (reproducible chains).
+        noise_scale: multiplies the noise term (1 = exact Langevin; < 1 is the "cold"
+            sampler used to train EBMs, Du & Mordatch 2019; Nijkamp et al. 2019).
+        grad_clip: if set, clip each coordinate of ``grad E`` to ``[-grad_clip, grad_clip]``
+            (a stabilization trick for learned energies).
+
+    Returns:
+        x: (n, d) final states; with ``return_chain``, also chain: (n_steps + 1, n, d)
+        including ``x0``.
+    """
+    _check_points(x0, "x0")
+    eta = check_positive(step_size, "step_size")
+    n_steps = check_positive_int(n_steps, "n_steps")
+    if noise_scale < 0 or not math.isfinite(noise_scale):
+        raise ValueError(f"noise_scale: expected a finite number >= 0, got {noise_scale}")
+    if grad_clip is not None:
+        grad_clip = check_positive(grad_clip, "grad_clip")
+    x = x0.detach().clone()
+    chain = [x] if return_chain else None
+    sigma = noise_scale * math.sqrt(2.0 * eta)
+    for _ in range(n_steps):
+        g = energy_grad(energy, x)
+        if grad_clip is not None:
+            g = g.clamp(-grad_clip, grad_clip)
+        x = x - eta * g
+        if noise:
+            xi = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+            x = x + sigma * xi
+        if not torch.isfinite(x).all():
+            raise ValueError("langevin: the chain diverged (non-finite state); lower step_size")
+        if chain is not None:
+            chain.append(x)
+    if return_chain:
+        return x, torch.stack(chain)
+    return x
+
+
+def ula_gaussian_variance(sigma2: float, step_size: float) -> float:
+    """Stationary variance of ULA on ``E(x) = x^2 / (2 sigma2)`` (exact, per coordinate).
+
+    The chain is the AR(1) process ``x' = (1 - eta/sigma2) x + sqrt(2 eta) xi``; its stationary
+    variance ``v`` solves ``v = (1 - eta/sigma2)^2 v + 2 eta``, i.e.
+    ``v = sigma2 / (1 - eta / (2 sigma2))``: too large by a factor that -> 1 as eta -> 0.
+    Stable only for ``eta < 2 sigma2``.
+    """
+    sigma2 = check_positive(sigma2, "sigma2")
+    eta = check_positive(step_size, "step_size")
+    if eta >= 2.0 * sigma2:
+        raise ValueError(f"step_size: ULA on this Gaussian diverges for step_size >= {2 * sigma2}")
+    return sigma2 / (1.0 - eta / (2.0 * sigma2))
+
+
+def grid_points(
+    lim: float = 4.0, n: int = 200, dtype: torch.dtype = torch.float32
+) -> tuple[torch.Tensor, float]:
+    """Cell centres of an ``n x n`` grid over ``[-lim, lim]^2`` and the area of one cell.
+
+    Returns:
+        points: (n * n, 2) tensor of ``dtype`` (row-major, x_1 varying fastest);
+        cell_area: ``(2 lim / n)^2``.
+    """
+    lim = check_positive(lim, "lim")
+    n = check_positive_int(n, "n", minimum=2)
+    h = 2.0 * lim / n
+    ticks = -lim + h * (torch.arange(n, dtype=dtype) + 0.5)  # midpoints
+    yy, xx = torch.meshgrid(ticks, ticks, indexing="ij")
+    return torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=1), h * h
+
+
+def grid_log_partition(
+    energy: Energy, lim: float = 4.0, n: int = 200, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
+    """``log Z = log int exp(-E(x)) dx`` over ``[-lim, lim]^2`` by the midpoint rule.
+
+    ``log Z ≈ logsumexp_j(-E(x_j)) + log(cell area)``: the log-sum-exp never overflows, even
+    for energies of size 1e3. Differentiable in the energy's parameters (used to check the
+    likelihood gradient). Accurate when the mass outside the box is negligible.
+
+    Returns:
+        a 0-dim tensor.
+    """
+    points, area = grid_points(lim, n, dtype)
+    e = energy(points)
+    if e.shape != (points.shape[0],):
+        raise ValueError(f"energy: expected an output of shape ({points.shape[0]},), got {tuple(e.shape)}")
+    return torch.logsumexp(-e, dim=0) + math.log(area)
+
+
+def grid_log_prob(energy: Energy, x: torch.Tensor, lim: float = 4.0, n: int = 200) -> torch.Tensor:
+    """Grid-normalized log-density ``-E(x) - log Z`` at ``x: (m, 2)``; returns (m,).
+
+    The grid has the dtype of ``x``.
+    """
+    _check_points(x, "x")
+    return -energy(x) - grid_log_partition(energy, lim, n, x.dtype)
+
+
+class EnergyMLP(nn.Module):
+    """A small energy network ``E_theta: R^d -> R`` (an MLP with SiLU activations).
+
+    SiLU is smooth, so ``grad_x E`` (what Langevin uses) is continuous. With
+    ``spectral=True`` every linear layer is spectrally normalized (Miyato et al. 2018):
+    its largest singular value is 1, so E is Lipschitz and its landscape cannot develop the
+    cliffs that make Langevin chains explode; ``out_scale`` (a learned scalar) restores the
+    range of energies. On small 2-D problems with a short training budget the unconstrained
+    network (the default) learns faster; spectral normalization pays off on larger models.
+
+    Args:
+        dim: input dimension.
+        hidden: hidden width.
+        n_hidden: number of hidden layers.
+        spectral: apply spectral normalization.
+        out_scale: initial value of the learned output scale (the Lipschitz bound of E
+            when ``spectral``).
+    """
+
+    def __init__(
+        self, dim: int = 2, hidden: int = 64, n_hidden: int = 2, spectral: bool = False,
+        out_scale: float = 1.0,
+    ) -> None:
+        super().__init__()
+        dim = check_positive_int(dim, "dim")
+        hidden = check_positive_int(hidden, "hidden")
+        n_hidden = check_positive_int(n_hidden, "n_hidden")
+        sizes = [dim] + [hidden] * n_hidden + [1]
+        layers: list[nn.Module] = []
+        for i in range(len(sizes) - 1):
+            lin = nn.Linear(sizes[i], sizes[i + 1])
+            layers.append(spectral_norm(lin) if spectral else lin)
+            if i < len(sizes) - 2:
+                layers.append(nn.SiLU())
+        self.net = nn.Sequential(*layers)
+        self.log_out_scale = nn.Parameter(torch.tensor(math.log(check_positive(out_scale, "out_scale"))))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x: (n, dim)`` -> energies ``(n,)``."""
+        return self.log_out_scale.exp() * self.net(x).squeeze(-1)
+
+
+def train_ebm(
+    model: nn.Module,
+    data: torch.Tensor,
+    *,
+    n_steps: int,
+    batch_size: int = 256,
+    lr: float = 1e-3,
+    langevin_steps: int = 20,
+    step_size: float = 0.01,
+    noise_scale: float = 1.0,
+    persistent: bool = True,
+    buffer_size: int = 4096,
+    reinit_prob: float = 0.05,
+    init_lim: float = 4.0,
+    energy_reg: float = 0.1,
+    grad_clip: float | None = None,
+    clip_params: float | None = 1.0,
+    generator: torch.Generator | None = None,
+    desc: str = "training EBM",
+) -> dict[str, list[float]]:
+    """Contrastive-divergence training: pull energy down on data, push it up on model samples.
+
+    One step (the slides' "practical gradient step"):
+
+    1. take a mini-batch of data ``x`` and negative samples ``u`` from Langevin chains on the
+       current energy (``langevin_steps`` steps; started from a replay buffer of past samples
+       when ``persistent``, with probability ``reinit_prob`` from uniform noise on
+       ``[-init_lim, init_lim]^d``; otherwise all from noise: "short-run" chains);
+    2. loss ``mean E(x) - mean E(u) + energy_reg * mean(E(x)^2 + E(u)^2)``: its gradient is
+       the negative log-likelihood gradient ``grad E(x) - E_{p_theta}[grad E]`` with the
+       expectation replaced by the chains' samples; the square term keeps energies small so
+       that they cannot drift off together (Du & Mordatch 2019);
+    3. an Adam step, with the parameter gradient norm clipped to ``clip_params``.
+
+    Args:
+        model: energy network, (n, d) -> (n,).
+        data: (N, d) training points.
+        n_steps: number of parameter updates.
+        langevin_steps, step_size, noise_scale, grad_clip: passed to :func:`langevin`.
+        generator: torch generator for batches, chain initializations and noise.
+
+    Returns:
+        histories: ``{"loss": ..., "E(data)": ..., "E(samples)": ...}`` (one float per step).
+        The final chain states are stored as ``model.buffer`` (a (buffer_size, d) tensor).
+    """
+    _check_points(data, "data")
+    n_steps = check_positive_int(n_steps, "n_steps")
+    batch_size = min(check_positive_int(batch_size, "batch_size"), data.shape[0])
+    langevin_steps = check_positive_int(langevin_steps, "langevin_steps")
+    buffer_size = check_positive_int(buffer_size, "buffer_size")
+    init_lim = check_positive(init_lim, "init_lim")
+    if not 0.0 <= reinit_prob <= 1.0:
+        raise ValueError(f"reinit_prob: expected a probability in [0, 1], got {reinit_prob}")
+    if energy_reg < 0:
+        raise ValueError(f"energy_reg: expected a number >= 0, got {energy_reg}")
+    if generator is None:
+        generator = torch.Generator().manual_seed(0)
+    d = data.shape[1]
+
+    def noise_init(m: int) -> torch.Tensor:
+        return init_lim * (2.0 * torch.rand(m, d, generator=generator) - 1.0)
+
+    buffer = noise_init(buffer_size)
+    optimizer = torch.optim.Adam(model.parameters(), lr=check_positive(lr, "lr"), betas=(0.0, 0.999))
+    hist: dict[str, list[float]] = {"loss": [], "E(data)": [], "E(samples)": []}
+    bar = progress(range(n_steps), desc=desc)
+    for _ in bar:
+        x = data[torch.randint(data.shape[0], (batch_size,), generator=generator)]
+        if persistent:
+            idx = torch.randint(buffer_size, (batch_size,), generator=generator)
+            start = buffer[idx]
+            fresh = torch.rand(batch_size, generator=generator) < reinit_prob
+            start[fresh] = noise_init(int(fresh.sum()))
+        else:
+            idx, start = None, noise_init(batch_size)
+        # Inside `cached()`, parametrized weights (spectral norm) are computed once per chain
+        # instead of at every Langevin step; computing them under no_grad keeps the chain's
+        # graphs small (the chain needs gradients in x only).
+        with parametrize.cached():
+            with torch.no_grad():
+                model(start[:1])
+            u = langevin(model, start, step_size, langevin_steps, noise_scale=noise_scale,
+                         grad_clip=grad_clip, generator=generator)
+        if idx is not None:
+            buffer[idx] = u
+        e_data, e_model = model(x), model(u)
+        loss = e_data.mean() - e_model.mean() + energy_reg * (e_data.pow(2).mean() + e_model.pow(2).mean())
+        if not torch.isfinite(loss):
+            raise ValueError(f"loss became {loss.item()} at step {len(hist['loss'])}: lower lr or step_size")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if clip_params is not None:
+            nn.utils.clip_grad_norm_(model.parameters(), clip_params)
+        optimizer.step()
+        hist["loss"].append(loss.item())
+        hist["E(data)"].append(e_data.mean().item())
+        hist["E(samples)"].append(e_model.mean().item())
+        if len(hist["loss"]) % 25 == 0:
+            bar.set_postfix(E_data=f"{np.mean(hist['E(data)'][-25:]):.2f}",
+                            E_samples=f"{np.mean(hist['E(samples)'][-25:]):.2f}")
+    model.buffer = buffer
+    return hist
