@@ -13,15 +13,6 @@ from torch.distributions import Bernoulli, Categorical
 
 from coursekit import autoregressive as ar
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids thread start-up and sync costs on a busy CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 # ----------------------------------------------------------------------------- chain rule
 
 

@@ -9,15 +9,6 @@ import torch
 from coursekit import ebm
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one intra-op thread avoids thread start-up and sync costs on a busy CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def gaussian_energy(mean, sigma2):
     mean = torch.as_tensor(mean, dtype=torch.float64)
     return lambda x: (x - mean).pow(2).sum(dim=1) / (2 * sigma2)

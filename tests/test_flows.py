@@ -15,15 +15,6 @@ from torch.distributions import (
 from coursekit import flows
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one intra-op thread avoids thread start-up and sync costs on a busy CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _randomize(module: torch.nn.Module, seed: int = 0, scale: float = 0.5) -> None:
     """Give every parameter random values (a fresh coupling layer is the identity)."""
     g = torch.Generator().manual_seed(seed)
