@@ -167,8 +167,7 @@ def image_grid(
         top, left = pad + r * (h + pad), pad + c * (w + pad)
         canvas[top : top + h, left : left + w] = imgs[i]
     ax = _axes(ax, figsize=(0.6 * ncol + 0.5, 0.6 * rows + 0.5))
-    cm = mpl.colormaps[cmap].copy()
-    cm.set_bad("white")
+    cm = mpl.colormaps[cmap].with_extremes(bad="white")  # the padding (NaN) shows white
     ax.imshow(canvas, cmap=cm, vmin=vmin, vmax=vmax, interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([])
