@@ -413,6 +413,7 @@ def fit_em(
     reg: float = 1e-6,
     init: str | GaussianMixture = "kmeans",
     rng: RngLike = None,
+    n_init: int = 1,
 ) -> tuple[GaussianMixture, list[float]]:
     """Fit a full-covariance Gaussian mixture by EM (Algorithm 5), started from k-means.
 
@@ -430,17 +431,35 @@ def fit_em(
         reg: eps added to each covariance diagonal (prevents collapse onto a point).
         init: ``"kmeans"``, ``"random"`` (see :func:`initialize`) or a starting mixture.
         rng: a NumPy Generator, an int seed or None (for the initialisation).
+        n_init: number of EM runs from different random initialisations; the run with the
+            highest final log-likelihood is returned (EM only finds a local optimum, and
+            which one depends on the start). Must be 1 when ``init`` is a mixture.
 
     Returns:
         (mixture, history): the fitted mixture and the mean log-likelihood
-        (1/n) sum_n log p(x_n) after each iteration; ``history[-1]`` is the returned
-        mixture's.
+        (1/n) sum_n log p(x_n) after each iteration of the returned run;
+        ``history[-1]`` is the returned mixture's.
     """
     x, k = _check_data(x, n_components)
     max_iter = check_positive_int(max_iter, "max_iter")
     tol = check_positive(tol, "tol")
     reg = check_positive(reg, "reg")
-    gm = _start(x, k, init, reg, as_rng(rng))
+    n_init = check_positive_int(n_init, "n_init")
+    if n_init > 1 and isinstance(init, GaussianMixture):
+        raise ValueError("n_init: a given starting mixture allows only one run (n_init=1)")
+    generator = as_rng(rng)
+    best: tuple[GaussianMixture, list[float]] | None = None
+    for _ in range(n_init):
+        run = _em_run(x, k, _start(x, k, init, reg, generator), max_iter, tol, reg)
+        if best is None or run[1][-1] > best[1][-1]:
+            best = run
+    return best
+
+
+def _em_run(
+    x: np.ndarray, k: int, gm: GaussianMixture, max_iter: int, tol: float, reg: float
+) -> tuple[GaussianMixture, list[float]]:
+    """One EM run from the mixture ``gm`` (see :func:`fit_em`)."""
 
     def e_step(model: GaussianMixture) -> tuple[np.ndarray, float]:
         log_joint = model._log_joint(x)  # (n, K)

@@ -339,3 +339,17 @@ def test_log_joint_is_log_weight_plus_component_log_density():
                     zip(model.weights, model.means, model.covariances, strict=True)], axis=1)
     assert np.allclose(model.log_joint(x), ref, rtol=1e-12)
     assert np.allclose(scipy_logsumexp(model.log_joint(x), axis=1), model.log_prob(x), rtol=1e-12)
+
+
+def test_fit_em_n_init_keeps_the_best_run():
+    x = gmm.GaussianMixture([0.3, 0.3, 0.4], [[0.0, 0.0], [3.0, 0.0], [0.0, 3.0]],
+                            np.stack([np.eye(2)] * 3)).sample(600, rng=0)[0]
+    one, _ = gmm.fit_em(x, 6, rng=5)
+    best, hist = gmm.fit_em(x, 6, rng=5, n_init=4)
+    # The first of the four runs is the single run (same generator), so the best is no worse.
+    assert best.score(x) >= one.score(x) - 1e-12
+    assert hist[-1] == pytest.approx(best.score(x), abs=1e-10)
+    with pytest.raises(ValueError, match="n_init"):
+        gmm.fit_em(x, 3, n_init=0)
+    with pytest.raises(ValueError, match="n_init"):
+        gmm.fit_em(x, 3, init=one, n_init=2)
