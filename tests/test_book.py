@@ -35,6 +35,22 @@ SLIDE_ALGORITHMS = [
 ]
 
 
+def macro_cell_source() -> str:
+    """The hidden Markdown cell that defines the notation's LaTeX macros in Jupyter and Colab.
+
+    The book gets the same macros from ``_config.yml`` (MathJax configuration); a notebook opened
+    on its own needs them defined in the notebook itself.
+    """
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    macros = config["sphinx"]["config"]["mathjax3_config"]["tex"]["macros"]
+    defs = "".join(f"\\newcommand{{\\{name}}}{{{body}}}" for name, body in macros.items())
+    return (
+        "<!-- The course's notation as LaTeX macros, for Jupyter and Colab (the book defines "
+        "them in _config.yml). -->\n"
+        f"${defs}$"
+    )
+
+
 def _toc_files() -> list[str]:
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
     files = [toc["root"]]
@@ -94,6 +110,17 @@ def test_notebook_starts_with_colab_cell(path):
     # Hidden in the rendered book (it means nothing there), still run by Colab and the tests.
     assert "remove-cell" in code[0].get("metadata", {}).get("tags", []), (
         f"{path.name}: tag the Colab set-up cell with 'remove-cell'"
+    )
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: str(p.relative_to(BOOK)))
+def test_notebook_defines_the_notation_macros(path):
+    nb = json.loads(path.read_text())
+    cells = [c for c in nb["cells"] if c["cell_type"] == "markdown"
+             and "".join(c["source"]).strip() == macro_cell_source()]
+    assert cells and "remove-cell" in cells[0]["metadata"].get("tags", []), (
+        f"{path.name}: add, after the Colab cell, a Markdown cell tagged 'remove-cell' with:\n"
+        f"{macro_cell_source()}"
     )
 
 
