@@ -39,6 +39,9 @@ def _check_input(x: torch.Tensor, dim: int, name: str) -> None:
         raise ValueError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
     if x.ndim != 2 or x.shape[1] != dim:
         raise ValueError(f"{name}: expected shape (n, {dim}), got {tuple(x.shape)}")
+    # A NaN would flow through every layer and come out as a NaN log-density.
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{name}: contains NaN or infinite values")
 
 
 class _Flow(nn.Module):

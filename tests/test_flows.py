@@ -148,3 +148,12 @@ def test_bad_inputs():
         model.inverse(torch.zeros(5))
     with pytest.raises(ValueError, match="n"):
         model.sample(0)
+
+
+def test_non_finite_input_is_rejected():
+    flow = flows.RealNVP(2, 2, 8)
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="NaN or infinite"):
+            flow.log_prob(torch.tensor([[bad, 0.0]]))
+        with pytest.raises(ValueError, match="NaN or infinite"):
+            flow.inverse(torch.tensor([[0.0, bad]]))
