@@ -14,16 +14,13 @@ import argparse
 import sys
 from pathlib import Path
 
-import nbformat
-from nbclient import NotebookClient
+from notebook_times import collect, execute  # the sibling script (run from any folder)
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def printed_outputs(path: Path) -> list[str]:
-    nb = nbformat.read(path, as_version=4)
-    NotebookClient(nb, timeout=600, kernel_name="python3",
-                   resources={"metadata": {"path": str(path.parent)}}).execute()
+    nb = execute(path)[0]
     texts = []
     for i, cell in enumerate(nb.cells):
         for out in cell.get("outputs", []):
@@ -40,17 +37,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("paths", nargs="*", default=[str(ROOT / "book")])
     args = parser.parse_args(argv)
-    notebooks: list[Path] = []
-    for p in map(Path, args.paths):
-        notebooks += [p] if p.suffix == ".ipynb" else sorted(p.rglob("*.ipynb"))
     differing = 0
-    for path in notebooks:
+    for path in collect(args.paths):
         first, second = printed_outputs(path), printed_outputs(path)
         diffs = [(a, b) for a, b in zip(first, second, strict=False) if a != b]
         if len(first) != len(second):
             diffs.append((f"{len(first)} outputs", f"{len(second)} outputs"))
         differing += bool(diffs)
-        print(f"{'DIFFERS' if diffs else 'same   '}  {path.relative_to(ROOT)}", flush=True)
+        print(f"{'DIFFERS' if diffs else 'same   '}  {path.resolve().relative_to(ROOT)}", flush=True)
         for a, b in diffs[:3]:
             print(f"    run 1: {a.strip()[:200]}\n    run 2: {b.strip()[:200]}")
     return 1 if differing else 0

@@ -22,26 +22,31 @@ ROOT = Path(__file__).resolve().parents[1]
 BUDGET_S = 60.0
 
 
-def time_notebook(path: Path) -> float:
+def execute(path: Path) -> tuple[nbformat.NotebookNode, float]:
+    """Run a notebook in a fresh kernel from its own folder; return it with its wall time."""
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(nb, timeout=600, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})
     start = time.perf_counter()
     client.execute()
-    return time.perf_counter() - start
+    return nb, time.perf_counter() - start
+
+
+def collect(paths: list[str]) -> list[Path]:
+    """The notebooks named by ``paths`` (files or folders searched recursively)."""
+    notebooks: list[Path] = []
+    for p in map(Path, paths):
+        notebooks += [p] if p.suffix == ".ipynb" else sorted(p.rglob("*.ipynb"))
+    return [p for p in notebooks if ".ipynb_checkpoints" not in p.parts]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("paths", nargs="*", default=[str(ROOT / "book")])
     args = parser.parse_args(argv)
-    notebooks: list[Path] = []
-    for p in map(Path, args.paths):
-        notebooks += [p] if p.suffix == ".ipynb" else sorted(p.rglob("*.ipynb"))
-    notebooks = [p for p in notebooks if ".ipynb_checkpoints" not in p.parts]
     rows, total, over = [], 0.0, 0
-    for path in notebooks:
-        seconds = time_notebook(path)
+    for path in collect(args.paths):
+        seconds = execute(path)[1]
         total += seconds
         over += seconds > BUDGET_S
         rows.append((path.resolve().relative_to(ROOT).as_posix(), seconds))
