@@ -1,30 +1,225 @@
 """Input checks shared by coursekit's public functions.
 
-Every public function validates its arguments here and raises a
-``ValueError`` that says what was wrong and what was expected, so that a
-student gets a clear message instead of a NaN or a silently wrong answer.
+Every public function validates its arguments here and raises a ``ValueError``
+(or a ``TypeError`` for the wrong kind of object) that names the caller's
+argument, says what was wrong and what was expected, so that a student gets a
+clear message instead of a NaN, a silently wrong answer or a traceback from
+deep inside NumPy or torch.
+
+The two conventions of the package live here (see CONTRIBUTING.md):
+
+- **Randomness.** NumPy code takes ``rng`` (None, an int seed or a
+  ``numpy.random.Generator``) through :func:`as_rng`; torch code takes
+  ``generator`` (None, an int seed or a ``torch.Generator``) through
+  :func:`as_generator`. ``None`` means the same thing everywhere: *draw a seed
+  from the library's global random state*, which ``seed_everything`` seeds.
+  So an unseeded run differs from the next one, and a run that starts with
+  ``seed_everything(s)`` repeats exactly. Nothing in coursekit reseeds a global
+  generator except ``seed_everything`` itself.
+- **Tensors.** torch code converts its inputs with :func:`as_tensor`: NumPy
+  arrays and tensors of any float (or integer) dtype are accepted and moved to
+  the model's dtype and device; NumPy code converts with :func:`check_array`,
+  which accepts tensors (detached, moved to the CPU).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import torch
 
 RngLike = np.random.Generator | int | None
+GeneratorLike = torch.Generator | int | None
+
+#: Seeds drawn for ``None`` are below this bound (both libraries accept it).
+_SEED_BOUND = 2**62
 
 
-def as_rng(rng: RngLike) -> np.random.Generator:
-    """Turn ``rng`` (a Generator, an int seed or None) into a ``numpy.random.Generator``."""
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def as_rng(rng: RngLike, name: str = "rng") -> np.random.Generator:
+    """Turn ``rng`` into a ``numpy.random.Generator`` (the NumPy side of the convention).
+
+    Args:
+        rng: a Generator (used as it is, so its stream advances), an int seed
+            >= 0 (a fresh Generator seeded with it), or None (a fresh Generator
+            seeded from NumPy's global state, which ``seed_everything`` seeds).
+        name: the caller's argument name, for the error message.
+
+    Raises:
+        TypeError: for a ``torch.Generator`` or any other kind of object.
+        ValueError: for a negative seed.
+    """
     if isinstance(rng, np.random.Generator):
         return rng
-    if rng is None or (isinstance(rng, (int, np.integer)) and not isinstance(rng, bool)):
-        if rng is not None and rng < 0:
-            raise ValueError(f"rng: a seed must be a non-negative integer, got {rng}")
-        return np.random.default_rng(rng)
-    raise ValueError(
-        f"rng: expected a numpy.random.Generator, an int seed or None, got {type(rng).__name__}"
+    if rng is None:
+        # The legacy global state is what ``np.random.seed`` (and seed_everything) sets.
+        return np.random.default_rng(np.random.randint(0, 2**31 - 1, size=2))  # noqa: NPY002
+    if _is_int(rng):
+        if rng < 0:
+            raise ValueError(f"{name}: a seed must be a non-negative integer, got {rng}")
+        return np.random.default_rng(int(rng))
+    if isinstance(rng, torch.Generator):
+        raise TypeError(
+            f"{name}: got a torch.Generator, but this is NumPy code: pass a "
+            "numpy.random.Generator (np.random.default_rng(seed)), an int seed or None"
+        )
+    raise TypeError(
+        f"{name}: expected a numpy.random.Generator, an int seed or None, got {type(rng).__name__}"
     )
+
+
+def as_generator(
+    generator: GeneratorLike,
+    name: str = "generator",
+    *,
+    device: torch.device | str | None = None,
+) -> torch.Generator:
+    """Turn ``generator`` into a ``torch.Generator`` (the torch side of the convention).
+
+    Args:
+        generator: a ``torch.Generator`` (used as it is), an int seed >= 0 (a
+            fresh generator seeded with it), or None (a fresh generator seeded
+            from torch's global state, which ``seed_everything`` seeds).
+        name: the caller's argument name, for the error message.
+        device: where the random numbers will be drawn (the model's device);
+            a fresh generator is created there, and a given one must live there.
+
+    Raises:
+        TypeError: for a ``numpy.random.Generator`` or any other kind of object.
+        ValueError: for a negative seed or a generator on another device.
+    """
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    if isinstance(generator, torch.Generator):
+        if generator.device.type != dev.type:
+            raise ValueError(
+                f"{name}: the generator lives on {generator.device} but the random numbers "
+                f"are drawn on {dev}; create it with torch.Generator(device='{dev.type}') "
+                "or pass an int seed"
+            )
+        return generator
+    if generator is None:
+        seed = int(torch.randint(0, _SEED_BOUND, (1,)).item())
+        return torch.Generator(device=dev).manual_seed(seed)
+    if _is_int(generator):
+        if generator < 0:
+            raise ValueError(f"{name}: a seed must be a non-negative integer, got {generator}")
+        return torch.Generator(device=dev).manual_seed(int(generator))
+    if isinstance(generator, np.random.Generator):
+        raise TypeError(
+            f"{name}: got a numpy.random.Generator, but this is torch code: pass a "
+            "torch.Generator (torch.Generator().manual_seed(seed)), an int seed or None"
+        )
+    raise TypeError(
+        f"{name}: expected a torch.Generator, an int seed or None, got {type(generator).__name__}"
+    )
+
+
+def module_dtype_device(module: torch.nn.Module) -> tuple[torch.dtype, torch.device]:
+    """The floating dtype and the device of a model's first floating parameter or buffer.
+
+    A module with none (e.g. a fixed function) gets torch's default dtype on the CPU.
+    """
+    for t in list(module.parameters()) + list(module.buffers()):
+        if t.is_floating_point():
+            return t.dtype, t.device
+    return torch.get_default_dtype(), torch.device("cpu")
+
+
+def _shape_text(shape: Sequence[int | None]) -> str:
+    names = iter("nmkjl")
+    parts = [str(s) if s is not None else next(names, "?") for s in shape]
+    return "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
+
+
+def as_tensor(
+    x: Any,
+    name: str,
+    *,
+    like: torch.nn.Module | torch.Tensor | None = None,
+    dtype: torch.dtype | None = None,
+    device: torch.device | str | None = None,
+    shape: Sequence[int | None] | None = None,
+    ndim: int | tuple[int, ...] | None = None,
+    min_rows: int = 1,
+    finite: bool = True,
+    detach: bool = False,
+) -> torch.Tensor:
+    """Convert ``x`` to a floating tensor for torch code, with the checks every function needs.
+
+    Accepts a tensor, a NumPy array or a nested list of numbers, of any float,
+    integer or bool dtype. The result has the dtype and device of ``like`` (a
+    model: its parameters; a tensor: itself), else of ``dtype``/``device``,
+    else keeps a floating input's dtype (integers become the default float).
+    Gradients flow through the conversion unless ``detach`` is set (use it
+    where the function is not meant to be differentiated).
+
+    Args:
+        x: the input.
+        name: the caller's argument name, for the error message.
+        like: a module or tensor whose dtype and device the result takes.
+        dtype, device: explicit target (used when ``like`` is None).
+        shape: the expected shape, ``None`` for a free axis: ``(None, 2)`` is ``(n, 2)``.
+        ndim: the expected number of dimensions (or a tuple of allowed ones).
+        min_rows: minimum length of the first axis (1: refuse an empty batch).
+        finite: refuse NaN and infinite entries.
+        detach: detach the result from the autograd graph.
+
+    Returns:
+        the converted tensor (the same object when nothing had to change).
+    """
+    if isinstance(like, torch.nn.Module):
+        dtype, device = module_dtype_device(like)
+    elif isinstance(like, torch.Tensor):
+        dtype, device = (like.dtype if like.is_floating_point() else None), like.device
+    if isinstance(x, torch.Tensor):
+        t = x
+    elif isinstance(x, np.random.Generator) or isinstance(x, torch.Generator):
+        raise TypeError(f"{name}: expected an array of numbers, got a random generator")
+    else:
+        try:
+            arr = np.asarray(x)
+        except (TypeError, ValueError):
+            raise TypeError(f"{name}: expected a tensor or an array, got {type(x).__name__}") from None
+        if arr.dtype == object or not (
+            np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_
+        ):
+            raise TypeError(
+                f"{name}: expected a tensor or an array of numbers, got {type(x).__name__}"
+                f" of dtype {arr.dtype}"
+            )
+        if np.iscomplexobj(arr):
+            raise TypeError(f"{name}: expected real numbers, got a complex array")
+        t = torch.from_numpy(np.ascontiguousarray(arr))
+    if t.is_complex():
+        raise TypeError(f"{name}: expected real numbers, got a complex tensor")
+    target = dtype if dtype is not None else (t.dtype if t.is_floating_point() else None)
+    if target is None:
+        target = torch.get_default_dtype()
+    if detach:
+        t = t.detach()
+    t = t.to(dtype=target, device=device if device is not None else t.device)
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        if t.ndim not in allowed:
+            want = " or ".join(str(a) for a in allowed)
+            raise ValueError(f"{name}: expected {want} dimension(s), got shape {tuple(t.shape)}")
+    if shape is not None:
+        ok = t.ndim == len(shape) and all(s is None or s == ts for s, ts in zip(shape, t.shape))
+        if not ok:
+            raise ValueError(
+                f"{name}: expected shape {_shape_text(shape)}, got {tuple(t.shape)}"
+            )
+    if min_rows and (t.ndim == 0 or t.shape[0] < min_rows):
+        what = "an empty batch" if t.ndim and t.shape[0] == 0 else f"shape {tuple(t.shape)}"
+        raise ValueError(f"{name}: expected at least {min_rows} row(s), got {what}")
+    if finite and not bool(torch.isfinite(t.detach()).all()):
+        raise ValueError(f"{name}: contains NaN or infinite values")
+    return t
 
 
 def check_positive_int(value: Any, name: str, *, minimum: int = 1) -> int:
@@ -64,6 +259,9 @@ def check_array(
         finite: reject NaN and infinite entries.
         min_rows: minimum length of the first axis.
     """
+    if isinstance(x, torch.Tensor):
+        # NumPy code accepts tensors: detached (no graph) and moved to the CPU.
+        x = x.detach().cpu().numpy()
     try:
         arr = np.asarray(x, dtype=float)
     except (TypeError, ValueError):
