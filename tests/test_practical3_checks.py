@@ -1,0 +1,290 @@
+"""Practical 3's check cells catch the plausible wrong implementations, with the right message.
+
+Each exercise has a correct implementation here (written independently of the notebook) that
+its check must accept, and a list of wrong ones ("mutants") that it must reject with a message
+that names the cause.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from coursekit import practical3_checks as checks
+from coursekit.diffusion import NoisedGaussianMixture
+
+W = torch.tensor([0.45, 0.35, 0.20], dtype=torch.float64)
+M = torch.tensor([[-2.0, -0.5], [2.0, -0.5], [0.0, 2.5]], dtype=torch.float64)
+C = torch.stack([torch.tensor([[0.30, 0.15], [0.15, 0.20]]),
+                 torch.tensor([[0.15, -0.10], [-0.10, 0.25]]),
+                 torch.tensor([[0.40, 0.00], [0.00, 0.05]])]).double()
+EXACT = NoisedGaussianMixture(W.numpy(), M.numpy(), C.numpy())
+
+
+# ------------------------------------------------------------------ exercise 1
+
+def log_prob_ok(x, sigma, extra=None, stable=True, const=True):
+    cov = C + (sigma**2 if extra is None else extra(sigma)) * torch.eye(2, dtype=torch.float64)
+    dist = torch.distributions.MultivariateNormal(M, covariance_matrix=cov)
+    comp = dist.log_prob(x[:, None, :])  # (n, K)
+    if not const:
+        comp = comp + math.log(2 * math.pi)
+    if stable:
+        return torch.logsumexp(torch.log(W) + comp, dim=1)
+    return torch.log((W * comp.exp()).sum(1))
+
+
+def score_ok(x, sigma):
+    with torch.enable_grad():
+        y = x.detach().requires_grad_(True)
+        (g,) = torch.autograd.grad(log_prob_ok(y, sigma).sum(), y)
+    return g
+
+
+def score_plain_average(x, sigma):
+    cov = C + sigma**2 * torch.eye(2, dtype=torch.float64)
+    comps = [(M[k] - x) @ torch.linalg.inv(cov[k]) for k in range(3)]
+    return sum(comps) / 3
+
+
+def _run_ex1(log_prob, score):
+    checks.check_noised_mixture(log_prob, score, W, M, C)
+
+
+def test_ex1_accepts_correct():
+    _run_ex1(log_prob_ok, score_ok)
+
+
+@pytest.mark.parametrize("log_prob, message", [
+    (lambda x, s: log_prob_ok(x, s, extra=lambda s: 0.0), "noise is missing"),
+    (lambda x, s: log_prob_ok(x, s, extra=lambda s: s), "sigma \\* I"),
+    (lambda x, s: log_prob_ok(x, s, stable=False), "logsumexp"),
+    (lambda x, s: log_prob_ok(x, s, const=False), "off by a constant"),
+])
+def test_ex1_log_prob_mutants(log_prob, message):
+    with pytest.raises(AssertionError, match=message):
+        _run_ex1(log_prob, score_ok)
+
+
+@pytest.mark.parametrize("score, message", [
+    (lambda x, s: -score_ok(x, s), "points away"),
+    (score_plain_average, "responsibility"),
+    (lambda x, s: score_ok(x, math.sqrt(s)), "not the gradient|differs"),
+    (lambda x, s: score_ok(x, s)[:, [1, 0]], "not the gradient|differs"),
+])
+def test_ex1_score_mutants(score, message):
+    with pytest.raises(AssertionError, match=message):
+        _run_ex1(log_prob_ok, score)
+
+
+def test_stub_says_which_exercise():
+    def stub(x, s):
+        raise NotImplementedError("Exercise 1: the log-density of the noised mixture")
+
+    with pytest.raises(NotImplementedError, match="Exercise 1"):
+        _run_ex1(stub, score_ok)
+
+
+# ------------------------------------------------------------------ exercises 2-4
+
+def euler(score, x, sigmas, slope_sign=-1.0, at_end=False, step="diff"):
+    s = [float(v) for v in sigmas]
+    for a, b in zip(s[:-1], s[1:]):
+        where = b if at_end else a
+        d = slope_sign * where * score(x, where)
+        h = (b - a) if step == "diff" else -a
+        x = x + h * d
+    return x
+
+
+def heun(score, x, sigmas, correct=True, last=False, slope_at_start=False):
+    s = [float(v) for v in sigmas]
+    for a, b in zip(s[:-1], s[1:]):
+        d = -a * score(x, a)
+        xe = x + (b - a) * d
+        if correct and (b > 0 or last):
+            d2 = -b * score(x if slope_at_start else xe, b)
+            xe = x + (b - a) * 0.5 * (d + d2)
+        x = xe
+    return x
+
+
+def em(score, x, sigmas, generator, drift=2.0, noise="sqrt", last_noise=False,
+       same_noise=False, use_generator=True):
+    s = [float(v) for v in sigmas]
+    z0 = None
+    for a, b in zip(s[:-1], s[1:]):
+        sc = score(x, a)
+        if b == 0 and not last_noise:
+            x = x + a**2 * sc
+            continue
+        h = a - b
+        if same_noise and z0 is not None:
+            z = z0
+        else:
+            z = torch.randn(x.shape, generator=generator if use_generator else None,
+                            dtype=x.dtype)
+            z0 = z
+        std = math.sqrt(2 * a * h) if noise == "sqrt" else h
+        x = x + drift * h * a * sc + std * z
+    return x
+
+
+def test_samplers_accept_correct():
+    checks.check_samplers(euler, heun, em)
+
+
+@pytest.mark.parametrize("sampler, message", [
+    (lambda sc, x, s: euler(sc, x, s, slope_sign=1.0), "spread out|differs"),
+    (lambda sc, x, s: euler(sc, x, s, at_end=True), "sigma = 0"),
+    (lambda sc, x, s: euler(sc, x, s, step="sigma"), "differs|order"),
+])
+def test_euler_mutants(sampler, message):
+    with pytest.raises(AssertionError, match=message):
+        checks.check_samplers(euler_ode=sampler)
+
+
+@pytest.mark.parametrize("sampler, message", [
+    (lambda sc, x, s: heun(sc, x, s, correct=False), "same result as Euler"),
+    (lambda sc, x, s: heun(sc, x, s, last=True), "sigma = 0"),
+    (lambda sc, x, s: heun(sc, x, s, slope_at_start=True), "differs from Heun"),
+])
+def test_heun_mutants(sampler, message):
+    with pytest.raises(AssertionError, match=message):
+        checks.check_samplers(heun_ode=sampler)
+
+
+@pytest.mark.parametrize("sampler, message", [
+    (lambda sc, x, s, g: em(sc, x, s, g, drift=1.0), "variance"),
+    (lambda sc, x, s, g: em(sc, x, s, g, noise="linear"), "variance"),
+    (lambda sc, x, s, g: em(sc, x, s, g, use_generator=False), "reproducible"),
+    (lambda sc, x, s, g: em(sc, x, s, g, last_noise=True), "differs|variance"),
+    (lambda sc, x, s, g: em(sc, x, s, g, same_noise=True), "differs|variance"),
+    (lambda sc, x, s, g: euler(sc, x, s), "no noise"),
+])
+def test_em_mutants(sampler, message):
+    torch.manual_seed(123)  # the generator-ignoring mutant draws from the global stream
+    with pytest.raises(AssertionError, match=message):
+        checks.check_samplers(euler_maruyama=sampler)
+
+
+# ------------------------------------------------------------------ exercise 5
+
+def tv_ok(x, log_prob, lim=4.5, bins=60, norm="all", outside=True, half=True, area=True):
+    edges = torch.linspace(-lim, lim, bins + 1, dtype=torch.float64)
+    ctr = (edges[:-1] + edges[1:]) / 2
+    gx, gy = torch.meshgrid(ctr, ctr, indexing="ij")
+    p = log_prob(torch.stack([gx.reshape(-1), gy.reshape(-1)], 1), 0.0).exp()
+    if area:
+        p = p * (edges[1] - edges[0]) ** 2
+    h = torch.histogramdd(x, bins=[edges, edges]).hist.reshape(-1)
+    q = h / (len(x) if norm == "all" else h.sum())
+    tv = (q - p).abs().sum() + ((1 - q.sum()) - (1 - p.sum())).abs() * (1 if outside else 0)
+    return float(tv * (0.5 if half else 1.0))
+
+
+def _sample(n, seed):
+    return torch.as_tensor(EXACT.sample(n, rng=seed))
+
+
+def test_grid_tv_accepts_correct():
+    checks.check_grid_tv(tv_ok, EXACT.log_prob, _sample)
+    # ... and the reference matches an independent computation with numpy's histogram2d.
+    x = _sample(3000, 0)
+    edges = np.linspace(-4.5, 4.5, 61)
+    h, _, _ = np.histogram2d(x[:, 0].numpy(), x[:, 1].numpy(), bins=[edges, edges])
+    c = (edges[:-1] + edges[1:]) / 2
+    gx, gy = np.meshgrid(c, c, indexing="ij")
+    p = np.exp(EXACT.log_prob(np.stack([gx.ravel(), gy.ravel()], 1), 0.0)) * (9 / 60) ** 2
+    q = h.ravel() / len(x)
+    want = 0.5 * (np.abs(q - p).sum() + abs((1 - q.sum()) - (1 - p.sum())))
+    assert checks.reference_grid_tv(x, EXACT.log_prob) == pytest.approx(want, abs=1e-12)
+
+
+@pytest.mark.parametrize("kw", [dict(norm="inside"), dict(outside=False), dict(half=False),
+                                dict(area=False)])
+def test_grid_tv_mutants(kw):
+    with pytest.raises(AssertionError, match="grid_tv"):
+        checks.check_grid_tv(lambda x, lp: tv_ok(x, lp, **kw), EXACT.log_prob, _sample)
+
+
+# ------------------------------------------------------------------ exercise 6
+
+def test_orders():
+    checks.check_orders(1.02, 2.05)
+    for e, h in ((-1.0, -2.0), (0.05, 0.1), (1.0, 1.0), (2.0, 2.0)):
+        with pytest.raises(AssertionError, match="order"):
+            checks.check_orders(e, h)
+
+
+# ------------------------------------------------------------------ exercise 7
+
+def perturbed_ok(score, f, lo, hi, inclusive=True, inside=True, additive=False):
+    def wrong(x, s):
+        inwin = (lo <= s <= hi) if inclusive else (lo < s < hi)
+        if inwin == inside:
+            return score(x, s) + f if additive else f * score(x, s)
+        return score(x, s)
+
+    return wrong
+
+
+def test_perturbed_score():
+    checks.check_perturbed_score(perturbed_ok, EXACT.score)
+    for kw in (dict(inclusive=False), dict(inside=False), dict(additive=True)):
+        with pytest.raises(AssertionError, match="perturbed score"):
+            checks.check_perturbed_score(lambda *a, kw=kw: perturbed_ok(*a, **kw), EXACT.score)
+
+
+# ------------------------------------------------------------------ exercise 8
+
+def divergence_ok(f, x, mode="trace"):
+    x = x.detach().requires_grad_(True)
+    out = f(x)
+    jac = torch.stack([torch.autograd.grad(out[:, j].sum(), x, retain_graph=True)[0]
+                       for j in range(x.shape[1])], dim=1)  # (n, out j, in i)
+    if mode == "trace":
+        return jac.diagonal(dim1=1, dim2=2).sum(1).detach()
+    if mode == "sum":
+        return jac.sum((1, 2)).detach()
+    return jac[:, 0, 0].detach()
+
+
+def loglik_ok(score, x, smin, smax, n, prior_var=True, sign=1.0):
+    grid = [float(v) for v in torch.logspace(math.log10(smin), math.log10(smax), n + 1,
+                                             dtype=torch.float64)]
+    acc = torch.zeros(x.shape[0], dtype=torch.float64)
+
+    def f(y, s):
+        return -s * score(y, s)
+
+    for a, b in zip(grid[:-1], grid[1:]):
+        h = b - a
+        d, da = f(x, a), divergence_ok(lambda y: f(y, a), x)
+        xe = x + h * d
+        d2, db = f(xe, b), divergence_ok(lambda y: f(y, b), xe)
+        x = x + 0.5 * h * (d + d2)
+        acc = acc + 0.5 * h * (da + db)
+    var = smax**2 if prior_var else 1.0
+    lp = -0.5 * x.pow(2).sum(1) / var - math.log(var) - math.log(2 * math.pi)
+    return lp + sign * acc
+
+
+def test_divergence():
+    checks.check_divergence(divergence_ok)
+    for mode, message in (("sum", "diagonal"), ("first", "trace")):
+        with pytest.raises(AssertionError, match=message):
+            checks.check_divergence(lambda f, x, mode=mode: divergence_ok(f, x, mode))
+
+
+def test_log_likelihood():
+    checks.check_log_likelihood(loglik_ok, EXACT.log_prob, EXACT.score)
+    with pytest.raises(AssertionError, match="sigma_max\\^2"):
+        checks.check_log_likelihood(lambda *a: loglik_ok(*a, prior_var=False),
+                                    EXACT.log_prob, EXACT.score)
+    with pytest.raises(AssertionError, match="nats"):
+        checks.check_log_likelihood(lambda *a: loglik_ok(*a, sign=-1.0),
+                                    EXACT.log_prob, EXACT.score)

@@ -1,0 +1,163 @@
+"""The project kit: shared architecture, safe evaluation of untrusted submissions, leaderboard."""
+
+from __future__ import annotations
+
+import csv
+import json
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from coursekit import project
+
+N = 200  # samples per submission: enough for FID (n > 32 features), fast
+
+
+class _Payload:
+    """A pickle that, if ever unpickled, creates a marker file (it must never run)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def _good_state(seed: int = 0) -> dict:
+    torch.manual_seed(seed)
+    return project.SharedGenerator().state_dict()
+
+
+@pytest.fixture(scope="module")
+def submissions(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("submissions")
+    marker = root.parent / "PAYLOAD_RAN"
+    good = root / "good"
+    good.mkdir()
+    torch.save(_good_state(), good / "model.pt")
+    wrong = root / "wrong_shape"
+    wrong.mkdir()
+    state = _good_state()
+    state["net.0.weight"] = torch.zeros(128, 3)
+    torch.save(state, wrong / "model.pt")
+    evil = root / "malicious"
+    evil.mkdir()
+    with (evil / "model.pt").open("wb") as f:
+        pickle.dump(_Payload(marker), f)
+    hang = root / "hangs"
+    hang.mkdir()
+    torch.save(_good_state(), hang / "model.pt")
+    (hang / "sampling.py").write_text("import time\n\ndef sample(model, n, generator):\n"
+                                      "    time.sleep(600)\n")
+    nan = root / "nan"
+    nan.mkdir()
+    torch.save(_good_state(), nan / "model.pt")
+    (nan / "sampling.py").write_text("import torch\n\ndef sample(model, n, generator):\n"
+                                     "    return torch.full((n, 1, 8, 8), float('nan'))\n")
+    # A submission that tries to rewrite the history of earlier days and another group's row.
+    vandal = root / "vandal"
+    vandal.mkdir()
+    torch.save(_good_state(), vandal / "model.pt")
+    (vandal / "sampling.py").write_text(
+        "import os, pathlib\n\ndef sample(model, n, generator):\n"
+        "    p = pathlib.Path(os.environ.get('HISTORY_TO_VANDALISE', '/nonexistent'))\n"
+        "    if p.exists():\n"
+        "        p.write_text('date,group\\n')\n"
+        "    return model.sample(n, generator)\n")
+    (root / "missing").mkdir()
+    return root, marker
+
+
+def test_shared_generator_contract() -> None:
+    g = project.SharedGenerator()
+    x = g.sample(5, generator=0)
+    assert x.shape == (5, 1, 8, 8)
+    assert float(x.min()) >= 0.0 and float(x.max()) <= 1.0
+    assert torch.equal(x, g.sample(5, generator=0))
+    with pytest.raises(ValueError, match="z: expected a tensor of shape"):
+        g(torch.zeros(3, 5))
+    with pytest.raises(TypeError, match="generator"):
+        g.sample(3, generator=np.random.default_rng(0))
+
+
+def test_leaderboard_two_days(submissions, tmp_path, monkeypatch) -> None:
+    root, marker = submissions
+    history = tmp_path / "history.csv"
+    site = tmp_path / "site"
+    monkeypatch.setenv("HISTORY_TO_VANDALISE", str(history))
+    cmd = [sys.executable, "-m", "coursekit.project", "leaderboard", str(root),
+           "--history", str(history), "--out", str(site), "--n", str(N), "--timeout", "20",
+           "--bootstrap", "5"]
+    for date in ("2026-01-05", "2026-01-06"):
+        done = subprocess.run([*cmd, "--date", date], capture_output=True, text=True,
+                              timeout=900)
+        assert done.returncode == 0, done.stderr[-2000:]
+    rows = list(csv.DictReader(history.open()))
+    by = {(r["date"], r["group"]): r for r in rows}
+    groups = {"good", "wrong_shape", "malicious", "hangs", "nan", "vandal", "missing"}
+    for date in ("2026-01-05", "2026-01-06"):
+        assert {g for d, g in by if d == date} == groups, f"missing rows on {date}"
+    reasons = {g: by[("2026-01-06", g)]["reason"] for g in groups}
+    assert by[("2026-01-06", "good")]["status"] == "ok"
+    assert "not a state_dict of SharedGenerator" in reasons["wrong_shape"]
+    assert "weights_only" in reasons["malicious"]
+    assert "timed out" in reasons["hangs"]
+    assert "NaN" in reasons["nan"]
+    assert "no model.pt" in reasons["missing"]
+    # The vandal's own row is fine, and its write did not erase the first day or other rows.
+    assert by[("2026-01-06", "vandal")]["status"] == "ok"
+    for metric in project.METRICS:
+        assert by[("2026-01-05", "good")][metric] == by[("2026-01-06", "good")][metric], metric
+    assert not marker.exists(), "the malicious pickle's payload ran"
+    page = (site / "index.html").read_text()
+    assert "good" in page and "timed out" in page and "history_fid.png" in page
+    assert (site / "history_fid.png").stat().st_size > 1000
+
+
+def test_rerun_of_a_morning_replaces_its_rows(tmp_path) -> None:
+    # Only a group with no model.pt: no child process, so this runs in a second.
+    (tmp_path / "subs" / "missing").mkdir(parents=True)
+    history = tmp_path / "history.csv"
+    for date in ("2026-01-05", "2026-01-06", "2026-01-06"):
+        project.leaderboard(tmp_path / "subs", history, tmp_path / "site", date=date)
+    rows = list(csv.DictReader(history.open()))
+    assert sorted(r["date"] for r in rows) == ["2026-01-05", "2026-01-06"]
+
+
+def test_evaluate_cli_prints_json(submissions) -> None:
+    root, _ = submissions
+    out = subprocess.run([sys.executable, "-m", "coursekit.project", "evaluate",
+                          str(root / "good"), "--n", str(N)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    row = json.loads(out.stdout)
+    assert row["status"] == "ok" and row["n_samples"] == N
+    for key in ("precision", "recall", "density", "coverage", "fid", "inception_score",
+                "class_coverage", "memorisation"):
+        assert np.isfinite(row[key]), key
+
+
+def test_memorisation_catches_replayed_digits() -> None:
+    from coursekit.data import load_digits
+
+    train, _ = load_digits("train")
+    replay = project.compute_metrics(train[:300].numpy())
+    assert replay["memorisation"] > 0.95
+    test, _ = load_digits("test")
+    fresh = project.compute_metrics(test[:300].numpy())
+    # Fresh digits come that close to the training set 1 % of the time by construction.
+    assert fresh["memorisation"] < 0.05
+
+
+def test_unusable_set_exits_nonzero(tmp_path) -> None:
+    out = subprocess.run([sys.executable, "-m", "coursekit.project", "leaderboard",
+                          str(tmp_path / "nope"), "--history", str(tmp_path / "h.csv"),
+                          "--out", str(tmp_path / "site")], capture_output=True, text=True)
+    assert out.returncode != 0 and "not a folder" in out.stderr
+    with pytest.raises(ValueError, match="date"):
+        project.leaderboard(tmp_path, tmp_path / "h.csv", tmp_path / "s", date="05/01/2026")
