@@ -156,7 +156,7 @@ def check_noised_mixture(log_prob: Callable, score: Callable, weights: Any, mean
             s_k = torch.as_tensor(c[k] + sigma**2 * np.eye(2))
             comps.append((torch.as_tensor(m[k]) - x) @ torch.linalg.inv(s_k))
         if _close(got, sum(comps) / len(comps), 1e-7) or _close(
-                got, sum(wk * ck for wk, ck in zip(w, comps)), 1e-7):
+                got, sum(wk * ck for wk, ck in zip(w, comps, strict=True)), 1e-7):
             raise AssertionError(f"score at sigma = {sigma}: each component's score must be "
                                  "weighted by its responsibility gamma_k(x), the posterior "
                                  "probability of component k given x at this noise level")

@@ -192,7 +192,8 @@ def _child_sample(submission: str, n: int, seed: int, out: str) -> None:
         state = torch.load(folder / "model.pt", map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 (any failure is the submission's; report it)
         raise SubmissionError(f"model.pt could not be loaded as plain weights "
-                              f"(torch.load with weights_only=True): {type(e).__name__}: {e}")
+                              f"(torch.load with weights_only=True): {type(e).__name__}: {e}"
+                              ) from None
     if not isinstance(state, dict):
         raise SubmissionError(f"model.pt holds a {type(state).__name__}, not a state_dict")
     try:
@@ -200,7 +201,7 @@ def _child_sample(submission: str, n: int, seed: int, out: str) -> None:
     except RuntimeError as e:
         first = str(e).strip().splitlines()
         raise SubmissionError("model.pt is not a state_dict of SharedGenerator: "
-                              + " ".join(line.strip() for line in first[:3]))
+                              + " ".join(line.strip() for line in first[:3])) from None
     model.eval()
     generator = torch.Generator().manual_seed(seed)
     script = folder / "sampling.py"
@@ -246,7 +247,8 @@ def draw_samples(submission: str | Path, n: int = DEFAULT_N, *, seed: int = 0,
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, 9)
             proc.communicate()
-            raise SubmissionError(f"timed out: loading and sampling took more than {timeout:g} s")
+            raise SubmissionError(
+                f"timed out: loading and sampling took more than {timeout:g} s") from None
         if proc.returncode != 0:
             lines = [line for line in err.strip().splitlines() if line.strip()]
             last = lines[-1] if lines else f"exit code {proc.returncode}"

@@ -6,6 +6,8 @@ Regenerate the committed handouts after editing a practical with
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -59,7 +61,7 @@ def _solution_and_visible_lines(nb) -> tuple[set[str], set[str]]:
         in_block = False
         for line in cell.source.split("\n"):
             s = line.strip()
-            if s == BEGIN:
+            if handout.parse_begin(s)[0]:
                 in_block = True
             elif s == END:
                 in_block = False
@@ -78,15 +80,27 @@ def test_handout_contains_no_solution_code(source):
     secret = {s for s in inside if s not in trivial and s not in outside}
     assert secret, f"{source.name}: no solution code found; is the practical marked up?"
     n_stubs = 0
+    assert not any(handout.is_solution_only(c) for c in student.cells)
     for i, cell in enumerate(student.cells):
         text = cell.source
         assert BEGIN not in text and END not in text, f"handout cell {i} still has a marker"
+        if cell.cell_type == "code":
+            stubs = [line.strip() for line in text.split("\n") if "raise NotImplementedError" in line]
+            assert all(re.fullmatch(r"raise NotImplementedError\(['\"]Exercise [0-9]+[a-z]?: .+['\"]\)", st)
+                       for st in stubs), f"handout cell {i}: a stub does not name its exercise: {stubs}"
         if cell.cell_type == "code":
             leaked = secret & {line.strip() for line in text.split("\n")}
             assert not leaked, f"handout cell {i} contains solution lines: {sorted(leaked)}"
             assert not cell.outputs and cell.execution_count is None, f"cell {i} has outputs"
             n_stubs += text.count("# YOUR CODE HERE\n")
     n_blocks = sum(c.source.count(BEGIN) for c in src.cells if c.cell_type == "code")
+    # Nothing from the solution-only cells (answers to open questions, the solution badge).
+    hidden = [c.source for c in src.cells if handout.is_solution_only(c)]
+    student_text = "\n".join(c.source for c in student.cells)
+    for text in hidden:
+        for line in text.split("\n"):
+            if len(line.strip()) > 30:
+                assert line.strip() not in student_text, f"solution-only text leaked: {line!r}"
     assert n_stubs == n_blocks, f"{n_blocks} solution blocks but {n_stubs} stubs"
 
 
@@ -167,12 +181,68 @@ GOOD = f"x = 1\ndef f(a):\n    {BEGIN}\n    b = a + 1\n    return b\n    {END}\n
 
 def test_strip_keeps_indentation_and_surrounding_code():
     out = strip_solutions(GOOD)
-    assert out == ("x = 1\ndef f(a):\n    # YOUR CODE HERE\n    raise NotImplementedError\n"
+    assert out == ("x = 1\ndef f(a):\n    # YOUR CODE HERE\n"
+                   "    raise NotImplementedError('Exercise: write the body of f')\n"
                    "\nprint(f(x))")
     two = f"{BEGIN}\na = 1\n{END}\nkeep = 2\nif keep:\n        {BEGIN}\n        b = 3\n        {END}"
-    assert strip_solutions(two) == ("# YOUR CODE HERE\nraise NotImplementedError\nkeep = 2\n"
-                                    "if keep:\n        # YOUR CODE HERE\n        raise NotImplementedError")
+    assert strip_solutions(two, exercise="Exercise 2") == (
+        "# YOUR CODE HERE\nraise NotImplementedError('Exercise 2: write the missing code here')\n"
+        "keep = 2\nif keep:\n        # YOUR CODE HERE\n"
+        "        raise NotImplementedError('Exercise 2: write the missing code here')")
     assert strip_solutions("no markers\nhere") == "no markers\nhere"
+
+
+def test_the_begin_line_carries_the_stub_message():
+    src = (f"class A:\n    def g(self, x):\n        {BEGIN} (Exercise 3: return x * 2 (a tensor))\n"
+           f"        return x * 2\n        {END}")
+    out = strip_solutions(src, exercise="Exercise 9")
+    assert out == ("class A:\n    def g(self, x):\n        # YOUR CODE HERE\n"
+                   "        raise NotImplementedError('Exercise 3: return x * 2 (a tensor)')")
+    # Without a message: the exercise heading and the innermost enclosing def.
+    auto = strip_solutions(src.replace(" (Exercise 3: return x * 2 (a tensor))", ""),
+                           exercise="Exercise 9")
+    assert "raise NotImplementedError('Exercise 9: write the body of g')" in auto
+    # The stub is valid Python that raises the message.
+    ns: dict = {}
+    exec(out, ns)
+    with pytest.raises(NotImplementedError, match="Exercise 3: return x"):
+        ns["A"]().g(1)
+
+
+def test_stub_messages_come_from_the_exercise_headings():
+    nb = _practical(GOOD)
+    nb.cells.insert(2, new_markdown_cell("## Exercise 4: the KL term (15 min)\n\nText."))
+    nb.cells.append(new_markdown_cell("## Exercise 5b: more"))
+    nb.cells.append(new_code_cell(f"def h():\n    {BEGIN}\n    pass\n    {END}"))
+    student = make_handout(nb, "demo.ipynb")
+    code = "\n".join(c.source for c in student.cells if c.cell_type == "code")
+    assert "NotImplementedError('Exercise 4: write the body of f')" in code
+    assert "NotImplementedError('Exercise 5b: write the body of h')" in code
+
+
+def test_solution_only_cells_are_dropped():
+    nb = _practical(GOOD, "print('check')")
+    answer = new_markdown_cell("**Answer.** The KL is 3.2 nats.")
+    answer.metadata["tags"] = [handout.SOLUTION_ONLY_TAG]
+    badge = new_markdown_cell("[Open the solution](x.ipynb)")
+    badge.metadata["tags"] = ["hide-input", handout.SOLUTION_ONLY_TAG]
+    code = new_code_cell("print('measured answer')")
+    code.metadata["tags"] = [handout.SOLUTION_ONLY_TAG]
+    nb.cells[2:2] = [badge]
+    nb.cells += [answer, code]
+    for i, cell in enumerate(nb.cells):
+        cell["id"] = f"c{i}"
+    student = make_handout(nb, "demo.ipynb")
+    text = nbformat.writes(student)
+    assert "Open the solution" not in text and "3.2 nats" not in text
+    assert "measured answer" not in text
+    assert len(student.cells) == len(nb.cells) - 3 + 1  # three dropped, one note added
+    nbformat.validate(student)
+    # A solution-only cell may not hold markers (they would vanish silently with it).
+    bad = _practical(GOOD, f"{BEGIN}\na = 1\n{END}")
+    bad.cells[-1].metadata["tags"] = [handout.SOLUTION_ONLY_TAG]
+    with pytest.raises(HandoutError, match="dropped whole"):
+        make_handout(bad, "bad.ipynb")
 
 
 def test_make_handout_clears_outputs_marks_title_and_keeps_the_rest():
@@ -281,3 +351,123 @@ def test_command_line(tmp_path):
     assert "bad.ipynb" in failed.stderr and "cell 2" in failed.stderr and "'x = 1'" in failed.stderr
     assert failed.stdout == ""
     assert not (tmp_path / "out2").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# All or nothing: bad inputs and unwritable folders leave every handout untouched
+# ---------------------------------------------------------------------------------------------
+
+BAD_FILES = {
+    "not-json": ("this is { not json", "cannot be read as a notebook"),
+    "json-list": ("[1, 2, 3]", "cannot be read as a notebook"),
+    "json-not-a-notebook": ('{"cells_missing": true, "a": 1}', "not a Jupyter notebook"),
+    "nbformat-3": ('{"nbformat": 3, "nbformat_minor": 0, "metadata": {}, "worksheets": []}',
+                   "nbformat version 3 is not supported"),
+    "invalid-nbformat-4": ('{"nbformat": 4, "nbformat_minor": 5, "metadata": {}, '
+                           '"cells": [{"cell_type": "code"}]}', "invalid"),
+    "binary": (b"\xff\xfe\x00garbage", "cannot be read"),
+}
+
+
+def _existing_handout(out: Path) -> bytes:
+    """An output folder that already holds a handout, to check that a failure leaves it alone."""
+    out.mkdir()
+    (out / "good.ipynb").write_text("old handout\n")
+    return (out / "good.ipynb").read_bytes()
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FILES))
+def test_bad_files_name_the_file_and_write_nothing(case, tmp_path):
+    content, phrase = BAD_FILES[case]
+    good = _write(_practical(GOOD), tmp_path / "good.ipynb")
+    bad = tmp_path / "bad.ipynb"
+    if isinstance(content, bytes):
+        bad.write_bytes(content)
+    else:
+        bad.write_text(content)
+    out = tmp_path / "out"
+    before = _existing_handout(out)
+    with pytest.raises(HandoutError) as info:
+        generate([good, bad], out)
+    message = str(info.value)
+    assert "bad.ipynb" in message and phrase in message, message
+    assert "\n" not in message, "the error should be one line"
+    assert sorted(p.name for p in out.iterdir()) == ["good.ipynb"], "no temporary file may stay"
+    assert (out / "good.ipynb").read_bytes() == before, "an existing handout was changed"
+    if case != "json-not-a-notebook":  # the command line once (a subprocess costs seconds)
+        return
+    # The command line: one line on stderr, a non-zero exit code, nothing on stdout.
+    done = _cli(str(good), str(bad), "-o", str(out), cwd=tmp_path)
+    assert done.returncode != 0 and done.stdout == ""
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "bad.ipynb" in lines[0] and "no handout was written" in lines[0]
+    assert (out / "good.ipynb").read_bytes() == before
+
+
+def test_a_folder_given_as_source_is_an_error(tmp_path):
+    (tmp_path / "dir.ipynb").mkdir()
+    with pytest.raises(HandoutError, match="dir.ipynb: is a folder"):
+        generate([tmp_path / "dir.ipynb"], tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0,
+                    reason="file permissions do not bind root")
+def test_unreadable_notebook_and_unwritable_folder(tmp_path):
+    good = _write(_practical(GOOD), tmp_path / "good.ipynb")
+    locked = _write(_practical(GOOD), tmp_path / "locked.ipynb")
+    locked.chmod(0)
+    try:
+        with pytest.raises(HandoutError, match="locked.ipynb: cannot be read"):
+            generate([good, locked], tmp_path / "out")
+    finally:
+        locked.chmod(0o644)
+    assert not (tmp_path / "out").exists()
+    ro = tmp_path / "ro"
+    before = _existing_handout(ro)
+    ro.chmod(0o555)
+    try:
+        with pytest.raises(HandoutError, match="cannot write in"):
+            generate([good, locked], ro)
+        assert sorted(p.name for p in ro.iterdir()) == ["good.ipynb"]
+        assert (ro / "good.ipynb").read_bytes() == before
+    finally:
+        ro.chmod(0o755)
+
+
+def test_output_folder_that_cannot_be_created(tmp_path):
+    good = _write(_practical(GOOD), tmp_path / "good.ipynb")
+    blocker = tmp_path / "file"
+    blocker.write_text("a file, not a folder")
+    with pytest.raises(HandoutError, match="cannot create the output folder"):
+        generate([good], blocker / "sub")
+    with pytest.raises(HandoutError, match="not a folder"):
+        generate([good], blocker)
+    done = _cli(str(good), "-o", str(blocker / "sub"), cwd=tmp_path)
+    assert done.returncode != 0 and "no handout was written" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_failure_while_moving_into_place_leaves_no_partial_set(tmp_path, monkeypatch):
+    one = _write(_practical(GOOD), tmp_path / "one.ipynb")
+    two = _write(_practical(GOOD, "y = 2"), tmp_path / "two.ipynb")
+    out = tmp_path / "out"
+
+    def failing_fdopen(*args, **kwargs):
+        raise OSError("disk full")
+
+    calls = {"n": 0}
+    real_fdopen = os.fdopen
+
+    def second_write_fails(fd, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            os.close(fd)
+            return failing_fdopen()
+        return real_fdopen(fd, *args, **kwargs)
+
+    monkeypatch.setattr(handout.os, "fdopen", second_write_fails)
+    with pytest.raises(HandoutError, match="two.ipynb: cannot be written .disk full"):
+        generate([one, two], out)
+    assert not out.exists(), "the folder this call created must be removed again"

@@ -92,7 +92,7 @@ def test_stub_says_which_exercise():
 
 def euler(score, x, sigmas, slope_sign=-1.0, at_end=False, step="diff"):
     s = [float(v) for v in sigmas]
-    for a, b in zip(s[:-1], s[1:]):
+    for a, b in zip(s[:-1], s[1:], strict=True):
         where = b if at_end else a
         d = slope_sign * where * score(x, where)
         h = (b - a) if step == "diff" else -a
@@ -102,7 +102,7 @@ def euler(score, x, sigmas, slope_sign=-1.0, at_end=False, step="diff"):
 
 def heun(score, x, sigmas, correct=True, last=False, slope_at_start=False):
     s = [float(v) for v in sigmas]
-    for a, b in zip(s[:-1], s[1:]):
+    for a, b in zip(s[:-1], s[1:], strict=True):
         d = -a * score(x, a)
         xe = x + (b - a) * d
         if correct and (b > 0 or last):
@@ -116,7 +116,7 @@ def em(score, x, sigmas, generator, drift=2.0, noise="sqrt", last_noise=False,
        same_noise=False, use_generator=True):
     s = [float(v) for v in sigmas]
     z0 = None
-    for a, b in zip(s[:-1], s[1:]):
+    for a, b in zip(s[:-1], s[1:], strict=True):
         sc = score(x, a)
         if b == 0 and not last_noise:
             x = x + a**2 * sc
@@ -261,11 +261,11 @@ def loglik_ok(score, x, smin, smax, n, prior_var=True, sign=1.0):
     def f(y, s):
         return -s * score(y, s)
 
-    for a, b in zip(grid[:-1], grid[1:]):
+    for a, b in zip(grid[:-1], grid[1:], strict=True):
         h = b - a
-        d, da = f(x, a), divergence_ok(lambda y: f(y, a), x)
+        d, da = f(x, a), divergence_ok(lambda y, a=a: f(y, a), x)
         xe = x + h * d
-        d2, db = f(xe, b), divergence_ok(lambda y: f(y, b), xe)
+        d2, db = f(xe, b), divergence_ok(lambda y, b=b: f(y, b), xe)
         x = x + 0.5 * h * (d + d2)
         acc = acc + 0.5 * h * (da + db)
     var = smax**2 if prior_var else 1.0
