@@ -99,6 +99,22 @@ def _wrong_mixture(weights, means, covs, how: str) -> Callable[[torch.Tensor, fl
     return log_prob
 
 
+def _score_variant(w: np.ndarray, m: np.ndarray, c: np.ndarray, x: torch.Tensor, sigma: float,
+                   resp_noise: bool = True, comp_noise: bool = True,
+                   logdet: bool = True) -> torch.Tensor:
+    """The mixture's score, optionally with one of the common mistakes (to name it)."""
+    eye = np.eye(c.shape[1])
+    cov_r = torch.as_tensor(c + (sigma**2 if resp_noise else 0.0) * eye)  # (K, d, d)
+    cov_s = torch.as_tensor(c + (sigma**2 if comp_noise else 0.0) * eye)  # (K, d, d)
+    diff = torch.as_tensor(m)[None] - x[:, None, :]  # (n, K, d): mu_k - x
+    comp = torch.einsum("kij,nkj->nki", torch.linalg.inv(cov_s), diff)  # (n, K, d)
+    maha = torch.einsum("nki,kij,nkj->nk", diff, torch.linalg.inv(cov_r), diff)  # (n, K)
+    log_t = torch.log(torch.as_tensor(w))[None] - 0.5 * maha  # (n, K)
+    if logdet:
+        log_t = log_t - 0.5 * torch.logdet(cov_r)[None]
+    return (torch.softmax(log_t, dim=1)[:, :, None] * comp).sum(1)  # (n, d)
+
+
 def check_noised_mixture(log_prob: Callable, score: Callable, weights: Any, means: Any,
                          covariances: Any) -> None:
     """Exercise 1: ``log_prob(x, sigma) -> (n,)`` and ``score(x, sigma) -> (n, 2)``.
@@ -132,7 +148,11 @@ def check_noised_mixture(log_prob: Callable, score: Callable, weights: Any, mean
                                  f"({float((got - want).mean()):.4g}): check the "
                                  "normalisation (-log(2 pi) - 0.5 log det) and the weights")
         raise AssertionError(f"log_prob at sigma = {sigma} differs from the exact noised "
-                             f"mixture by up to {float((got - want).abs().max()):.3g}")
+                             f"mixture by up to {float((got - want).abs().max()):.3g}: check "
+                             "the Mahalanobis term (x - mu_k)^T (Sigma_k + sigma^2 I)^-1 "
+                             "(x - mu_k), the log-determinant of Sigma_k + sigma^2 I (twice "
+                             "the sum of the log-diagonal of its Cholesky factor) and the "
+                             "log-weights")
     far = torch.tensor([[40.0, -35.0], [-60.0, 60.0]], dtype=torch.float64)
     got = log_prob(far, 0.1)
     _require(isinstance(got, torch.Tensor) and bool(torch.isfinite(got).all()),
@@ -160,6 +180,18 @@ def check_noised_mixture(log_prob: Callable, score: Callable, weights: Any, mean
             raise AssertionError(f"score at sigma = {sigma}: each component's score must be "
                                  "weighted by its responsibility gamma_k(x), the posterior "
                                  "probability of component k given x at this noise level")
+        for kw, hint in (
+            (dict(resp_noise=False), "the responsibilities gamma_k(x) use the clean "
+             "covariances Sigma_k: at noise level sigma they are computed with "
+             "N(x; mu_k, Sigma_k + sigma^2 I)"),
+            (dict(comp_noise=False), "the component scores use the clean covariances: "
+             "the score of component k is (Sigma_k + sigma^2 I)^-1 (mu_k - x)"),
+            (dict(logdet=False), "the responsibilities miss the -1/2 log det(Sigma_k + "
+             "sigma^2 I) term of each component's log-density (the components do not have "
+             "the same covariance)"),
+        ):
+            if _close(got, _score_variant(w, m, c, x, sigma, **kw), 1e-7):
+                raise AssertionError(f"score at sigma = {sigma}: {hint}")
         h = 1e-5
         fd = torch.stack([(log_prob(x + h * e, sigma) - log_prob(x - h * e, sigma)) / (2 * h)
                           for e in torch.eye(2, dtype=torch.float64)], dim=1)
@@ -212,6 +244,24 @@ def _ode_order(sampler: Callable, n_list=(8, 16, 32, 64)) -> float:
         errs.append(float((out - exact).norm(dim=1).mean()))
     slope = -np.polyfit(np.log(n_list), np.log(errs), 1)[0]
     return float(slope)
+
+
+def _em_variant(score: Score, x: torch.Tensor, sigmas: torch.Tensor, generator: torch.Generator,
+                noise_at: str = "cur", noise: str = "sqrt", drift: float = 2.0,
+                last_noise: bool = False, float32: bool = False) -> torch.Tensor:
+    """Euler-Maruyama with one of the common mistakes (the defaults are the right update)."""
+    s = [float(v) for v in sigmas]
+    for a, b in zip(s[:-1], s[1:], strict=True):
+        sc = score(x, a)
+        if b == 0 and not last_noise:
+            x = x + a**2 * sc  # Tweedie's denoiser on the last step
+            continue
+        h = a - b
+        z = torch.randn(x.shape, generator=generator,
+                        dtype=torch.float32 if float32 else x.dtype)
+        std = math.sqrt(2 * (a if noise_at == "cur" else b) * h) if noise == "sqrt" else h
+        x = x + drift * h * a * sc + std * z  # drift: 2 h sigma_i score
+    return x
 
 
 def check_samplers(euler_ode: Callable | None = None, heun_ode: Callable | None = None,
@@ -275,6 +325,8 @@ def check_samplers(euler_ode: Callable | None = None, heun_ode: Callable | None 
                       tuple(x0.shape), "euler_maruyama")
         _require(count.calls == n, f"euler_maruyama called the score {count.calls} times for "
                  f"{n} steps: one call per step")
+        _require(count.at_zero == 0, "euler_maruyama called the score at sigma = 0: the drift "
+                 "of a step uses the score at its start, sigma_i > 0")
         again = euler_maruyama(mix.score, x0.clone(), sigmas, torch.Generator().manual_seed(5))
         _require(_close(out, again, 0.0), "euler_maruyama is not reproducible with the same "
                  "generator: draw the noise with torch.randn(..., generator=generator)")
@@ -284,6 +336,22 @@ def check_samplers(euler_ode: Callable | None = None, heun_ode: Callable | None 
         want = diffusion.euler_maruyama(_denoiser(mix.score), x0.clone(), sigmas,
                                         generator=torch.Generator().manual_seed(5))
         if not _close(out, want, 1e-8):
+            for kw, hint in (
+                (dict(noise_at="next"), "the noise is scaled with sigma_{i+1}: its standard "
+                 "deviation is sqrt(2 sigma_i h), at the START of the step"),
+                (dict(noise="h"), "the noise's standard deviation is sqrt(2 sigma_i h), not "
+                 "proportional to h: Brownian increments grow like the square root of the step"),
+                (dict(drift=1.0), "the drift is the probability-flow ODE's (h sigma_i score): "
+                 "the reverse SDE's drift is twice that, 2 h sigma_i score"),
+                (dict(last_noise=True), "the last step (to sigma = 0) adds noise: make it the "
+                 "noise-free x + sigma_{N-1}^2 score (Tweedie's denoiser)"),
+                (dict(float32=True), "the noise is drawn in float32: pass dtype=x.dtype to "
+                 "torch.randn so that the draws match float64 ones from the same generator"),
+            ):
+                ref = _em_variant(mix.score, x0.clone(), sigmas,
+                                  torch.Generator().manual_seed(5), **kw)
+                if _close(out, ref, 1e-8):
+                    raise AssertionError(f"euler_maruyama: {hint}")
             # The spread on a Gaussian tells a wrong drift or noise scale from a wrong order.
             s2 = 0.25
             xg = 10.0 * torch.randn(4000, 2, generator=torch.Generator().manual_seed(2),
@@ -312,16 +380,42 @@ def reference_grid_tv(samples: torch.Tensor, log_prob: Callable, lim: float = 4.
     """TV between the samples' histogram on a bins x bins grid of [-lim, lim]^2 and the exact
     cell probabilities (density at the cell centre times its area), the mass outside the grid
     counted as one more cell."""
+    return _grid_tv_variant(samples, log_prob, lim, bins)
+
+
+def _grid_tv_variant(samples: torch.Tensor, log_prob: Callable, lim: float = 4.5,
+                     bins: int = 60, norm_inside: bool = False, outside: bool = True,
+                     half: bool = True, area: bool = True, corner: bool = False,
+                     transpose: bool = False) -> float:
+    """The grid TV, optionally with one of the common mistakes (the defaults are right)."""
     edges = torch.linspace(-lim, lim, bins + 1, dtype=torch.float64)
-    centres = (edges[:-1] + edges[1:]) / 2
-    gx, gy = torch.meshgrid(centres, centres, indexing="ij")
+    centres = edges[:-1] if corner else (edges[:-1] + edges[1:]) / 2
+    gx, gy = torch.meshgrid(centres, centres, indexing="xy" if transpose else "ij")
     p = torch.exp(log_prob(torch.stack([gx.reshape(-1), gy.reshape(-1)], 1), 0.0))
-    p = p * (edges[1] - edges[0]) ** 2
+    if area:
+        p = p * (edges[1] - edges[0]) ** 2  # density x cell area
     x = samples.detach().to(torch.float64)
     inside = ((x > -lim) & (x < lim)).all(dim=1)
     idx = ((x[inside] + lim) / (2 * lim) * bins).long().clamp(0, bins - 1)
-    q = torch.bincount(idx[:, 0] * bins + idx[:, 1], minlength=bins * bins).double() / len(x)
-    return float(0.5 * (q - p).abs().sum() + 0.5 * ((1 - q.sum()) - (1 - p.sum())).abs())
+    counts = torch.bincount(idx[:, 0] * bins + idx[:, 1], minlength=bins * bins).double()
+    q = counts / (counts.sum() if norm_inside else len(x))  # fraction of ALL samples
+    tv = (q - p).abs().sum() + (((1 - q.sum()) - (1 - p.sum())).abs() if outside else 0.0)
+    return float(0.5 * tv if half else tv)
+
+
+_TV_MISTAKES = (
+    (dict(norm_inside=True), "the histogram is normalised by the number of samples inside the "
+     "grid: q_c is the fraction of ALL samples (the rest is the outside cell)"),
+    (dict(outside=False), "the mass outside the grid is missing: add |q_out - p_out| with "
+     "q_out = 1 - sum q_c and p_out = 1 - sum p_c"),
+    (dict(half=False), "the factor 1/2 is missing: TV = 1/2 sum |q - p|"),
+    (dict(area=False), "the cell probability is the density times the cell AREA, not the "
+     "density alone"),
+    (dict(corner=True), "the density is taken at a corner of each cell: take it at the cell's "
+     "centre"),
+    (dict(transpose=True), "p and q list the cells in different orders (x and y swapped): "
+     "build the centres with torch.meshgrid(..., indexing='ij'), the order of histogramdd"),
+)
 
 
 def check_grid_tv(grid_tv: Callable, log_prob: Callable, sample: Callable) -> None:
@@ -334,13 +428,20 @@ def check_grid_tv(grid_tv: Callable, log_prob: Callable, sample: Callable) -> No
     for pts, what in ((x, "exact samples"), (1.8 * x, "samples partly outside the grid")):
         got = float(grid_tv(pts, log_prob))
         want = reference_grid_tv(pts, log_prob)
+        if abs(got - want) < 1e-6 + 1e-3 * want:
+            continue
+        for kw, hint in _TV_MISTAKES:
+            wrong = _grid_tv_variant(pts, log_prob, **kw)
+            if abs(got - wrong) < 1e-6 + 1e-3 * wrong:
+                raise AssertionError(f"grid_tv gives {got:.4f} for {what}, the reference "
+                                     f"{want:.4f}: {hint}")
         _require(0.0 <= got <= 1.0, f"grid_tv returned {got:.4g} for {what}: a total "
                  "variation lies in [0, 1]")
-        _require(abs(got - want) < 1e-6 + 1e-3 * want,
-                 f"grid_tv gives {got:.4f} for {what}, the reference {want:.4f}: the "
-                 "histogram must be normalised by the number of ALL samples (not of those "
-                 "inside the grid), the cell probability is density x cell area, and "
-                 "TV = 1/2 sum |q - p| including the mass outside the grid as one more cell")
+        raise AssertionError(f"grid_tv gives {got:.4f} for {what}, the reference {want:.4f}: "
+                             "the histogram must be normalised by the number of ALL samples "
+                             "(not of those inside the grid), the cell probability is the "
+                             "density at the cell centre x cell area, and TV = 1/2 sum "
+                             "|q - p| including the mass outside the grid as one more cell")
     got, want = float(grid_tv(x, log_prob)), reference_grid_tv(x, log_prob)
     far = x + 3.0
     _require(float(grid_tv(far, log_prob)) > got + 0.3,
@@ -351,6 +452,8 @@ def check_grid_tv(grid_tv: Callable, log_prob: Callable, sample: Callable) -> No
 
 def check_orders(euler_order: float, heun_order: float) -> None:
     """Exercise 6: the measured orders of convergence of the ODE samplers."""
+    _require(euler_order is not None and heun_order is not None,
+             "no orders measured yet: do exercise 6 first (it needs exercises 2 and 3)")
     _require(0.7 < float(euler_order) < 1.4, f"an observed order {float(euler_order):.2f} for "
              "Euler: expected about 1. Measure the error against an accurate solution from "
              "the same starting noise (not against data), at several step counts, and fit "
@@ -372,12 +475,36 @@ def check_perturbed_score(perturbed_score: Callable, score: Score) -> None:
     x = _points(16, seed=7)
     f = perturbed_score(score, 1.5, 0.5, 2.0)
     _require(callable(f), "perturbed_score should return a function f(x, sigma)")
-    for sigma, factor in ((0.1, 1.0), (0.5, 1.5), (1.0, 1.5), (2.0, 1.5), (3.0, 1.0)):
-        got = _tensor(f(x, sigma), tuple(x.shape), f"the perturbed score at sigma = {sigma}")
+    cases = ((0.1, 1.0), (0.5, 1.5), (1.0, 1.5), (2.0, 1.5), (3.0, 1.0))
+    first = {}
+    for sigma, factor in cases:
+        arg = x.clone()
+        got = _tensor(f(arg, sigma), tuple(x.shape), f"the perturbed score at sigma = {sigma}")
+        _require(torch.equal(arg, x), f"the perturbed score changed its input x in place at "
+                 f"sigma = {sigma}: compute a new tensor (factor * score(x, sigma))")
         want = factor * score(x, sigma)
+        if not _close(got, want, 1e-10):
+            fresh = perturbed_score(score, 1.5, 0.5, 2.0)(x.clone(), sigma)
+            _require(not _close(fresh, want, 1e-10), f"the perturbed score at sigma = {sigma} "
+                     "is right on a fresh function but wrong after the calls made before it: "
+                     "the returned function must not change factor, sigma_lo, sigma_hi or "
+                     "anything else it closes over (no nonlocal assignment)")
         _require(_close(got, want, 1e-10), f"at sigma = {sigma} the perturbed score should be "
                  f"{factor} x the exact score (the window is sigma_lo <= sigma <= sigma_hi, "
                  "both ends included; outside it the score is exact)")
+        first[sigma] = got.clone()
+    # The same calls in the opposite order must give the same values: a function that changes
+    # a variable of its enclosing scope (nonlocal, a list, an attribute) fails here.
+    for sigma, _ in reversed(cases):
+        _require(_close(f(x.clone(), sigma), first[sigma], 1e-12),
+                 f"the perturbed score at sigma = {sigma} depends on the calls made before "
+                 "it: the returned function must not change factor, sigma_lo, sigma_hi or "
+                 "anything else it closes over")
+    g = perturbed_score(score, 0.5, 0.5, 2.0)
+    _require(_close(g(x.clone(), 1.0), 0.5 * score(x, 1.0), 1e-10)
+             and _close(f(x.clone(), 1.0), first[1.0], 1e-12),
+             "two perturbed scores share their state: each call of perturbed_score must "
+             "return an independent function (no module-level variables)")
     _ok("perturbed_score: scaled inside the window, exact outside")
 
 
@@ -392,6 +519,10 @@ def check_divergence(divergence: Callable) -> None:
     x = _points(10, seed=2)
     got = _tensor(divergence(lambda y: y @ a.T + torch.sin(y), x.clone()), (10,), "divergence")
     want = a.trace() + torch.cos(x).sum(dim=1)  # tr(A) + sum_j cos(x_j)
+    again = divergence(lambda y: y @ a.T + torch.sin(y), x.clone())
+    _require(_close(got, again, 1e-12), "divergence gives different values on two calls with "
+             "the same input: a random estimate (Hutchinson's v^T J v) is unbiased but noisy; "
+             "the likelihood needs the exact trace: in 2-D take one gradient per coordinate")
     _require(not _close(got, (a.sum() + torch.cos(x).sum(dim=1)), 1e-9),
              "divergence sums every entry of the Jacobian: keep only the diagonal, "
              "d f_j / d x_j")
@@ -413,9 +544,20 @@ def check_log_likelihood(log_likelihood: Callable, log_prob: Callable, score: Sc
        float((got - want + prior_gap).abs().mean()) < 0.1:
         raise AssertionError("log_likelihood is off by about log(sigma_max^2): the prior at "
                              "sigma_max is N(0, sigma_max^2 I), not N(0, I)")
+    if float((got - want - prior_gap / 2).abs().mean()) < 0.1 or \
+       float((got - want + prior_gap / 2).abs().mean()) < 0.1:
+        raise AssertionError("log_likelihood is off by about log(sigma_max): the prior's "
+                             "normalisation in d = 2 dimensions is -d log(sigma_max) - "
+                             "(d / 2) log(2 pi)")
     _require(float(err.mean()) < 0.05, f"log_likelihood is off by {float(err.mean()):.3f} nats "
              "on average: log p_sigma_min(x) = log N(x(sigma_max); 0, sigma_max^2 I) + the "
              "integral from sigma_min to sigma_max of div f(x(sigma), sigma), f = -sigma "
-             "score, along the ODE solution started at x: check the sign of the integral "
-             "and the number of steps")
+             "score, along the ODE solution started at x at sigma_min and integrated UP to "
+             "sigma_max: check the direction, the sign of the integral and the step grid")
     _ok(f"log_likelihood: within {float(err.max()):.3f} nats of the exact log-density")
+
+
+def require_done(what: str, *values: Any) -> None:
+    """For a cell that uses the results of earlier cells: fail with "do <what> first" when one
+    of them is still ``None`` (the handout sets them to ``None`` before the exercises)."""
+    _require(all(v is not None for v in values), f"no result yet: do {what} first")

@@ -17,14 +17,16 @@ Command line (``python -m coursekit.project --help``)::
                                             [--timeout SECONDS] [--date YYYY-MM-DD] [--n N]
     python -m coursekit.project train-baseline OUT_DIR [--steps N] [--seed S]
 
-**Safety.** Submissions are untrusted. Weights are read with ``torch.load(weights_only=True)``, which
-refuses pickled code, so a malicious ``model.pt`` cannot run anything. The submission's own code
-(loading and sampling) runs in a child process, in an empty temporary working folder, with a
-wall-clock limit and an address-space limit; its only output is an array file that the
-evaluator reads with ``allow_pickle=False`` and checks (shape, finite, range). The history is
-read *before* any submission runs and written back by the evaluator alone, so no submission
-can alter another group's row or earlier days. The child is **not** a security sandbox: it
-runs as the same user and can read or write what that user can, so run the leaderboard on a
+**Safety.** Submissions are untrusted. Weights are read with
+``torch.load(weights_only=True)``, which refuses pickled code, so a malicious ``model.pt``
+cannot run anything. The submission's own code (loading and sampling) runs in a child process,
+in an empty temporary working folder, with a wall-clock limit (counted from when the child has
+imported torch, so that start-up is not the submission's time) and an address-space limit
+(:data:`MEMORY_LIMIT`); its only output is an array file that the evaluator reads with
+``allow_pickle=False`` and checks (float32, shape, finite, range). The history is read
+*before* any submission runs and written back by the evaluator alone, so no submission can
+alter another group's row or earlier days. The child is **not** a security sandbox: it runs
+as the same user and can read or write what that user can, so run the leaderboard on a
 machine (or CI runner) that holds no secrets.
 """
 
@@ -37,7 +39,6 @@ import html
 import importlib.util
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -72,10 +73,20 @@ DEFAULT_N = 1000
 DEFAULT_TIMEOUT = 60.0
 #: Address-space limit of the child process that runs a submission's code, in bytes.
 MEMORY_LIMIT = 6 * 2**30
+#: Fewest samples an evaluation accepts: FID needs more samples than its 32 features, and the
+#: bootstrap resamples some margin above that.
+MIN_N = 50
+#: Limit on the child's start-up (Python and torch imports), which is the evaluator's fixed cost
+#: and not counted in the submission's timeout, in seconds.
+STARTUP_LIMIT = 180.0
+#: Longest reason kept for a broken submission's row (a crash message can be megabytes).
+MAX_REASON = 400
+#: First word of the line by which the child reports a submission's fault to the parent.
+_REASON_TAG = "SUBMISSION-FAULT:"
 
 
 class SharedGenerator(nn.Module):
-    """The project's one architecture: latent noise ``z: (n, 16)`` -> images ``(n, 1, 8, 8)`` in [0, 1].
+    """The project's one architecture: noise ``z: (n, 16)`` -> images ``(n, 1, 8, 8)`` in [0, 1].
 
     A three-layer MLP (16 -> 128 -> 256 -> 64) with a sigmoid output: small enough to train
     on a laptop CPU in a minute, expressive enough for the 8x8 digits. The constructor takes
@@ -205,19 +216,103 @@ def _child_sample(submission: str, n: int, seed: int, out: str) -> None:
     model.eval()
     generator = torch.Generator().manual_seed(seed)
     script = folder / "sampling.py"
+    if script.exists() and not script.is_file():
+        raise SubmissionError("sampling.py is not a file")
     if script.is_file():
         spec = importlib.util.spec_from_file_location("submission_sampling", script)
         module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)  # the submission's code: only ever in this child
+        try:
+            spec.loader.exec_module(module)  # the submission's code: only ever in this child
+        except Exception as e:  # noqa: BLE001 (SyntaxError, ImportError...: the submission's)
+            raise SubmissionError(f"sampling.py could not be imported: {type(e).__name__}: {e}"
+                                  ) from None
         if not callable(getattr(module, "sample", None)):
             raise SubmissionError("sampling.py defines no function sample(model, n, generator)")
-        with torch.no_grad():
-            x = module.sample(model, n, generator)
+        try:
+            with torch.no_grad():
+                x = module.sample(model, n, generator)
+        except Exception as e:  # noqa: BLE001
+            raise SubmissionError(f"sample() raised {type(e).__name__}: {e}") from None
     else:
         x = model.sample(n, generator)
     if not isinstance(x, torch.Tensor):
-        raise SubmissionError(f"sample() returned a {type(x).__name__}, not a torch.Tensor")
+        raise SubmissionError(f"sample() returned a {type(x).__name__}, not a torch.Tensor "
+                              "(convert it with torch.as_tensor)")
+    if x.is_complex() or x.dtype == torch.bool:
+        raise SubmissionError(f"sample() returned a tensor of dtype {x.dtype}: expected real "
+                              "pixel values in [0, 1] (a float tensor)")
     np.save(out, x.detach().cpu().to(torch.float32).numpy(), allow_pickle=False)
+
+
+def check_n(n: Any) -> int:
+    """The number of samples of an evaluation: an integer >= :data:`MIN_N`."""
+    n = check_positive_int(n, "n")
+    if n < MIN_N:
+        raise ValueError(f"n: expected at least {MIN_N} samples (FID needs more samples than "
+                         f"its 32 features), got {n}")
+    return n
+
+
+def check_timeout(timeout: Any) -> float:
+    """A submission's time limit in seconds: a finite number > 0, at most a day."""
+    timeout = check_positive(timeout, "timeout")
+    if timeout > 86400:
+        raise ValueError(f"timeout: expected at most 86400 s (a day), got {timeout:g}")
+    return timeout
+
+
+def _wait_ready(proc: subprocess.Popen, limit: float) -> None:
+    """Read the child's stdout until its ``READY`` line (or its end); TimeoutExpired after
+    ``limit`` seconds."""
+    import selectors
+    import time
+
+    deadline = time.monotonic() + limit
+    seen = b""
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        while b"READY\n" not in seen:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise subprocess.TimeoutExpired(proc.args, limit)
+            if not sel.select(left):
+                continue
+            chunk = os.read(proc.stdout.fileno(), 4096)
+            if not chunk:  # the child ended before it was ready: communicate() reports why
+                return
+            seen = (seen + chunk)[-64:]
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    """Kill the child's whole process group, and never hang on pipes a grandchild holds."""
+    for kill in (lambda: os.killpg(proc.pid, 9), proc.kill):
+        try:
+            kill()
+        except (ProcessLookupError, PermissionError):
+            pass
+    try:
+        proc.communicate(timeout=10)
+    except subprocess.TimeoutExpired:  # a grandchild that left the group keeps a pipe open
+        for f in (proc.stdout, proc.stderr):
+            f.close()
+        proc.wait()
+
+
+def _reason(err: str, returncode: int) -> str:
+    """The reason of a failed child, from its stderr: the submission's fault it reported, or
+    the last line of the traceback; out-of-memory failures are named as such."""
+    lines = [line.strip() for line in err.strip().splitlines() if line.strip()]
+    tagged = [line for line in lines if line.startswith(_REASON_TAG)]
+    if tagged:
+        last = tagged[-1][len(_REASON_TAG):].strip()
+    else:
+        last = lines[-1] if lines else f"exit code {returncode}"
+    memory = ("MemoryError" in err or "can't allocate memory" in err
+              or "Cannot allocate memory" in err or "std::bad_alloc" in err
+              or returncode in (-9, 137))
+    if memory:
+        last = f"ran out of memory (limit {MEMORY_LIMIT / 2**30:g} GiB): {last}"
+    return last
 
 
 def draw_samples(submission: str | Path, n: int = DEFAULT_N, *, seed: int = 0,
@@ -229,36 +324,52 @@ def draw_samples(submission: str | Path, n: int = DEFAULT_N, *, seed: int = 0,
             a timeout, the memory limit, a wrong shape, NaN, values outside [0, 1]).
     """
     folder = Path(submission)
-    n = check_positive_int(n, "n")
-    timeout = check_positive(timeout, "timeout")
-    if not (folder / "model.pt").is_file():
+    n = check_n(n)
+    timeout = check_timeout(timeout)
+    model_pt = folder / "model.pt"
+    if not model_pt.exists():
         raise SubmissionError("no model.pt in the submission folder")
+    if not model_pt.is_file():
+        raise SubmissionError("model.pt is not a file (a folder?): save the weights with "
+                              "torch.save(model.state_dict(), 'model.pt')")
     with tempfile.TemporaryDirectory(prefix="submission-") as work:
         out = Path(work) / "samples.npy"
         cmd = [sys.executable, "-m", "coursekit.project", "_sample", str(folder.resolve()),
                "--n", str(n), "--seed", str(seed), "--out", str(out)]
         env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "ACTIONS_"))}
         env["OMP_NUM_THREADS"] = "1"
+        # The child runs in an empty folder: make this coursekit importable there even when it
+        # is used from a clone that is not pip-installed (the CI workflow, a laptop).
+        root = str(Path(__file__).resolve().parents[1])
+        env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
+        proc = subprocess.Popen(cmd, cwd=work, env=env, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                preexec_fn=_limit_resources)
         try:
-            proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, text=True,
-                                    preexec_fn=_limit_resources)
-            _, err = proc.communicate(timeout=timeout)
+            # The clock starts when the child says it has imported torch: start-up is the
+            # evaluator's fixed cost, not the submission's.
+            _wait_ready(proc, STARTUP_LIMIT)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
-            proc.communicate()
+            _kill(proc)
+            raise SubmissionError(f"the evaluator's child process did not start within "
+                                  f"{STARTUP_LIMIT:g} s (an overloaded machine?)") from None
+        try:
+            _, err_bytes = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill(proc)
             raise SubmissionError(
                 f"timed out: loading and sampling took more than {timeout:g} s") from None
+        err = err_bytes.decode("utf-8", "replace")
         if proc.returncode != 0:
-            lines = [line for line in err.strip().splitlines() if line.strip()]
-            last = lines[-1] if lines else f"exit code {proc.returncode}"
-            if "MemoryError" in err or proc.returncode in (-9, 137):
-                last = f"ran out of memory (limit {MEMORY_LIMIT / 2**30:g} GiB): {last}"
-            # The child's own SubmissionError (it runs as __main__) carries a reason already.
-            raise SubmissionError(re.sub(r"^[\w.]*SubmissionError: ", "", last))
+            raise SubmissionError(_reason(err, proc.returncode))
         if not out.is_file():
             raise SubmissionError("the sampling process wrote no samples")
-        x = np.load(out, allow_pickle=False)
+        try:
+            x = np.load(out, allow_pickle=False)
+        except Exception as e:  # noqa: BLE001 (the file is the submission's output)
+            raise SubmissionError(f"the samples file could not be read: {e}") from None
+    if not isinstance(x, np.ndarray) or x.dtype != np.float32:
+        raise SubmissionError("the samples file is not a float32 array")
     if x.shape != (n, *IMAGE_SHAPE):
         raise SubmissionError(f"samples have shape {x.shape}, expected {(n, *IMAGE_SHAPE)}")
     if not np.all(np.isfinite(x)):
@@ -351,8 +462,15 @@ def evaluate(submission: str | Path, n: int = DEFAULT_N, *, seed: int = 0,
     try:
         x = draw_samples(submission, n, seed=seed, timeout=timeout)
     except SubmissionError as e:
-        return {"status": "error", "reason": str(e)}
-    row = compute_metrics(x, seed=seed, n_bootstrap=n_bootstrap, reference=reference)
+        reason = " ".join(str(e).split())  # one line, for the CSV and the page
+        if len(reason) > MAX_REASON:
+            reason = reason[:MAX_REASON - 3] + "..."
+        return {"status": "error", "reason": reason}
+    try:
+        row = compute_metrics(x, seed=seed, n_bootstrap=n_bootstrap, reference=reference)
+    except Exception as e:  # noqa: BLE001 (degenerate samples must not stop the other groups)
+        return {"status": "error", "reason": f"the metrics could not be computed on these "
+                f"samples: {type(e).__name__}: {' '.join(str(e).split())[:MAX_REASON]}"}
     return {"status": "ok", "reason": "", **row}
 
 
@@ -402,8 +520,15 @@ def _plots(history: list[dict[str, str]], site: Path) -> list[str]:
         fig, ax = plt.subplots(figsize=(5.0, 3.0))
         for g in groups:
             pts = sorted((r["date"], float(r[metric])) for r in ok if r["group"] == g)
+            # Escape "$" (mathtext) and a leading "_" (legend skips such labels).
+            label = g.replace("$", r"\$")
+            label = " " + label if label.startswith("_") else label
             ax.plot([_dt.date.fromisoformat(d) for d, _ in pts], [v for _, v in pts],
-                    marker="o", label=g)
+                    marker="o", label=label)
+        dates = sorted({r["date"] for r in ok})
+        if len(dates) == 1:  # one morning: a week around it, not matplotlib's default years
+            day = _dt.date.fromisoformat(dates[0])
+            ax.set_xlim(day - _dt.timedelta(days=3), day + _dt.timedelta(days=3))
         ax.set_xlabel("evaluation date")
         ax.set_ylabel(metric.replace("_", " "))
         ax.set_title(f"{metric.replace('_', ' ')} ({better} is better)")
@@ -455,6 +580,9 @@ def write_site(site: str | Path, today: list[dict[str, Any]], history: list[dict
         cells.append(f"<td>{status}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     n = next((r["n_samples"] for r in today if r["status"] == "ok"), None)
+    n_text = str(n) if n is not None else "the same number of"
+    has_ci = any(f"{m}_ci" in r for r in today for m in METRICS)
+    brackets = " Brackets: 95 % bootstrap intervals over the samples." if has_ci else ""
     figs = "".join(f'<img src="{p}" alt="history of {p[8:-4]}" width="500">' for p in plots)
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -464,8 +592,8 @@ table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;te
 th{{cursor:pointer;background:#f3f3f3}}td:first-child,td:last-child{{text-align:left}}
 img{{max-width:100%}}</style></head><body>
 <h1>Project leaderboard — {html.escape(date)}</h1>
-<p>Each submission draws {n} samples (fixed seed); metrics in the digits classifier's feature
-space against the 1,437 training digits. Brackets: 95 % bootstrap intervals over the samples.
+<p>Each submission draws {n_text} samples (fixed seed); metrics in the digits classifier's feature
+space against the 1,437 training digits.{brackets}
 Click a column to sort. ↑ higher is better, ↓ lower is better.</p>
 <table><thead><tr><th>group</th>{head}<th>status</th></tr></thead>
 <tbody>{''.join(body)}</tbody></table>
@@ -493,6 +621,10 @@ def leaderboard(submissions: str | Path, history: str | Path, site: str | Path, 
         _dt.date.fromisoformat(date)
     except ValueError:
         raise ValueError(f"date: expected YYYY-MM-DD, got {date!r}") from None
+    n = check_n(n)
+    timeout = check_timeout(timeout)
+    if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, int) or n_bootstrap < 0:
+        raise ValueError(f"n_bootstrap: expected an integer >= 0, got {n_bootstrap!r}")
     folder = Path(submissions)
     if not folder.is_dir():
         raise ValueError(f"submissions: {folder} is not a folder")
@@ -520,6 +652,31 @@ def leaderboard(submissions: str | Path, history: str | Path, site: str | Path, 
 # ----------------------------------------------------------------------------------------------
 
 
+def _arg(check: Any) -> Any:
+    """An argparse type from a validator: its ValueError becomes a usage error (exit code 2)."""
+    def parse(text: str) -> Any:
+        try:
+            return check(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e).split(": ", 1)[-1]) from None
+
+    return parse
+
+
+def _int_text(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"expected an integer, got {text!r}") from None
+
+
+def _bootstrap(text: str) -> int:
+    v = _int_text(text)
+    if v < 0:
+        raise ValueError(f"expected an integer >= 0, got {text!r}")
+    return v
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m coursekit.project",
                                      description="The course project: evaluation and leaderboard.")
@@ -531,11 +688,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     lb.add_argument("--history", required=True)
     lb.add_argument("--out", required=True)
     lb.add_argument("--date", default=None)
-    lb.add_argument("--bootstrap", type=int, default=100)
+    lb.add_argument("--bootstrap", type=_arg(_bootstrap), default=100,
+                    help="bootstrap resamples for the intervals (0: none)")
     for p in (ev, lb):
-        p.add_argument("--n", type=int, default=DEFAULT_N)
+        p.add_argument("--n", type=_arg(lambda t: check_n(_int_text(t))), default=DEFAULT_N,
+                       help=f"samples drawn from each submission (>= {MIN_N})")
         p.add_argument("--seed", type=int, default=0)
-        p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
+        p.add_argument("--timeout", type=_arg(check_timeout),
+                       default=DEFAULT_TIMEOUT,
                        help="limit on the submission's own code (loading and sampling), seconds")
     tb = sub.add_parser("train-baseline", help="train the baseline and save OUT_DIR/model.pt")
     tb.add_argument("out_dir")
@@ -550,7 +710,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "_sample":
-        _child_sample(args.submission, args.n, args.seed, args.out)
+        print("READY", flush=True)  # imports done: the parent starts the submission's clock
+        try:
+            _child_sample(args.submission, args.n, args.seed, args.out)
+        except SubmissionError as e:
+            print(f"{_REASON_TAG} {' '.join(str(e).split())}", file=sys.stderr, flush=True)
+            return 3
         return 0
     torch.set_num_threads(1)
     if args.command == "evaluate":

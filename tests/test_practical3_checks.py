@@ -158,10 +158,10 @@ def test_heun_mutants(sampler, message):
 
 
 @pytest.mark.parametrize("sampler, message", [
-    (lambda sc, x, s, g: em(sc, x, s, g, drift=1.0), "variance"),
-    (lambda sc, x, s, g: em(sc, x, s, g, noise="linear"), "variance"),
+    (lambda sc, x, s, g: em(sc, x, s, g, drift=1.0), "twice"),
+    (lambda sc, x, s, g: em(sc, x, s, g, noise="linear"), "square root"),
     (lambda sc, x, s, g: em(sc, x, s, g, use_generator=False), "reproducible"),
-    (lambda sc, x, s, g: em(sc, x, s, g, last_noise=True), "differs|variance"),
+    (lambda sc, x, s, g: em(sc, x, s, g, last_noise=True), "last step"),
     (lambda sc, x, s, g: em(sc, x, s, g, same_noise=True), "differs|variance"),
     (lambda sc, x, s, g: euler(sc, x, s), "no noise"),
 ])
@@ -288,3 +288,299 @@ def test_log_likelihood():
     with pytest.raises(AssertionError, match="nats"):
         checks.check_log_likelihood(lambda *a: loglik_ok(*a, sign=-1.0),
                                     EXACT.log_prob, EXACT.score)
+
+
+
+# ------------------------------------------------------------------ more mutants (review)
+# Wrong implementations a student plausibly writes; each must be caught by the check of its
+# exercise with a message that names the cause.
+
+def _score_parts(x, sigma, resp_cov, comp_cov, logdet=True):
+    eye = torch.eye(2, dtype=torch.float64)
+    diff = M[None] - x[:, None, :]  # (n, K, 2)
+    comp = torch.einsum("kij,nkj->nki", torch.linalg.inv(comp_cov + 0 * eye), diff)
+    dist = torch.distributions.MultivariateNormal(M, covariance_matrix=resp_cov)
+    log_t = torch.log(W) + dist.log_prob(x[:, None, :])
+    if not logdet:
+        log_t = log_t + 0.5 * torch.logdet(resp_cov)
+    return (torch.softmax(log_t, 1)[:, :, None] * comp).sum(1)
+
+
+def score_clean_responsibilities(x, sigma):
+    noisy = C + sigma**2 * torch.eye(2, dtype=torch.float64)
+    return _score_parts(x, sigma, C, noisy)
+
+
+def score_clean_components(x, sigma):
+    noisy = C + sigma**2 * torch.eye(2, dtype=torch.float64)
+    return _score_parts(x, sigma, noisy, C)
+
+
+def score_no_logdet(x, sigma):
+    noisy = C + sigma**2 * torch.eye(2, dtype=torch.float64)
+    return _score_parts(x, sigma, noisy, noisy, logdet=False)
+
+
+def log_prob_cholesky_logdet(x, sigma):
+    # log det taken as the sum of the log-diagonal of the Cholesky factor (half of it).
+    cov = C + sigma**2 * torch.eye(2, dtype=torch.float64)
+    chol = torch.linalg.cholesky(cov)
+    half = torch.log(torch.diagonal(chol, dim1=1, dim2=2)).sum(1)
+    comp = torch.distributions.MultivariateNormal(M, covariance_matrix=cov).log_prob(
+        x[:, None, :]) + 0.5 * torch.logdet(cov) - 0.5 * half
+    return torch.logsumexp(torch.log(W) + comp, dim=1)
+
+
+@pytest.mark.parametrize("log_prob, score, message", [
+    (log_prob_ok, score_clean_responsibilities, "responsibilities .* clean covariances"),
+    (log_prob_ok, score_clean_components, "component scores use the clean"),
+    (log_prob_ok, score_no_logdet, "log det"),
+    (log_prob_cholesky_logdet, score_ok, "log-determinant"),
+])
+def test_ex1_more_mutants(log_prob, score, message):
+    with pytest.raises(AssertionError, match=message):
+        _run_ex1(log_prob, score)
+
+
+def euler_no_sigma(score, x, sigmas):
+    s = [float(v) for v in sigmas]
+    for a, b in zip(s[:-1], s[1:], strict=True):
+        x = x + (b - a) * (-score(x, a))  # forgot the factor sigma in the slope
+    return x
+
+
+def heun_wrong_sigma(score, x, sigmas, where="start"):
+    # The second slope evaluated at the Euler point but at the wrong noise level (or with the
+    # wrong factor), a typo-level mistake in the averaging.
+    s = [float(v) for v in sigmas]
+    for a, b in zip(s[:-1], s[1:], strict=True):
+        d = -a * score(x, a)
+        xe = x + (b - a) * d
+        if b > 0:
+            d2 = -a * score(xe, b) if where == "factor" else -b * score(xe, a)
+            xe = x + (b - a) * 0.5 * (d + d2)
+        x = xe
+    return x
+
+
+def heun_correct_from_euler_point(score, x, sigmas):
+    s = [float(v) for v in sigmas]
+    for a, b in zip(s[:-1], s[1:], strict=True):
+        d = -a * score(x, a)
+        xe = x + (b - a) * d
+        if b > 0:
+            xe = xe + (b - a) * 0.5 * (d + -b * score(xe, b))  # from x', not from x_i
+        x = xe
+    return x
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(euler_ode=euler_no_sigma), "spread out|slope"),
+    (dict(heun_ode=heun_wrong_sigma), "differs from Heun"),
+    (dict(heun_ode=lambda sc, x, s: heun_wrong_sigma(sc, x, s, "factor")), "differs from Heun"),
+    (dict(heun_ode=heun_correct_from_euler_point), "differs from Heun"),
+])
+def test_ode_more_mutants(kw, message):
+    with pytest.raises(AssertionError, match=message):
+        checks.check_samplers(**kw)
+
+
+def em_noise_next(score, x, sigmas, generator):
+    s = [float(v) for v in sigmas]
+    for a, b in zip(s[:-1], s[1:], strict=True):
+        sc = score(x, a)
+        if b == 0:
+            x = x + a**2 * sc
+            continue
+        z = torch.randn(x.shape, generator=generator, dtype=x.dtype)
+        x = x + 2 * (a - b) * a * sc + math.sqrt(2 * b * (a - b)) * z  # sigma_{i+1}
+    return x
+
+
+def em_score_at_end(score, x, sigmas, generator):
+    s = [float(v) for v in sigmas]
+    for a, b in zip(s[:-1], s[1:], strict=True):
+        sc = score(x, b)  # the drift at the END of the step (sigma_N = 0 on the last one)
+        if b == 0:
+            x = x + a**2 * sc
+            continue
+        z = torch.randn(x.shape, generator=generator, dtype=x.dtype)
+        x = x + 2 * (a - b) * a * sc + math.sqrt(2 * a * (a - b)) * z
+    return x
+
+
+def em_float32_noise(score, x, sigmas, generator):
+    s = [float(v) for v in sigmas]
+    for a, b in zip(s[:-1], s[1:], strict=True):
+        sc = score(x, a)
+        if b == 0:
+            x = x + a**2 * sc
+            continue
+        z = torch.randn(x.shape, generator=generator)  # float32 draws
+        x = x + 2 * (a - b) * a * sc + math.sqrt(2 * a * (a - b)) * z
+    return x
+
+
+def em_drift_wrong_sign(score, x, sigmas, generator):
+    s = [float(v) for v in sigmas]
+    for a, b in zip(s[:-1], s[1:], strict=True):
+        sc = score(x, a)
+        if b == 0:
+            x = x + a**2 * sc
+            continue
+        z = torch.randn(x.shape, generator=generator, dtype=x.dtype)
+        x = x - 2 * (a - b) * a * sc + math.sqrt(2 * a * (a - b)) * z  # pushes away
+    return x
+
+
+@pytest.mark.parametrize("sampler, message", [
+    (em_noise_next, "sigma_\\{i\\+1\\}"),
+    (em_score_at_end, "sigma = 0"),
+    (em_float32_noise, "float32"),
+    (em_drift_wrong_sign, "NaN|variance|drift"),
+])
+def test_em_more_mutants(sampler, message):
+    with pytest.raises(AssertionError, match=message):
+        checks.check_samplers(euler_maruyama=sampler)
+
+
+def tv_corner(x, log_prob, lim=4.5, bins=60):
+    edges = torch.linspace(-lim, lim, bins + 1, dtype=torch.float64)
+    gx, gy = torch.meshgrid(edges[:-1], edges[:-1], indexing="ij")  # corners, not centres
+    p = log_prob(torch.stack([gx.reshape(-1), gy.reshape(-1)], 1), 0.0).exp()
+    p = p * (edges[1] - edges[0]) ** 2
+    q = torch.histogramdd(x, bins=[edges, edges]).hist.reshape(-1) / len(x)
+    return float(0.5 * ((q - p).abs().sum() + ((1 - q.sum()) - (1 - p.sum())).abs()))
+
+
+def tv_swapped_axes(x, log_prob, lim=4.5, bins=60):
+    edges = torch.linspace(-lim, lim, bins + 1, dtype=torch.float64)
+    ctr = (edges[:-1] + edges[1:]) / 2
+    gx, gy = torch.meshgrid(ctr, ctr, indexing="xy")  # numpy's default order
+    p = log_prob(torch.stack([gx.reshape(-1), gy.reshape(-1)], 1), 0.0).exp()
+    p = p * (edges[1] - edges[0]) ** 2
+    q = torch.histogramdd(x, bins=[edges, edges]).hist.reshape(-1) / len(x)
+    return float(0.5 * ((q - p).abs().sum() + ((1 - q.sum()) - (1 - p.sum())).abs()))
+
+
+@pytest.mark.parametrize("grid_tv, message", [
+    (lambda x, lp: tv_ok(x, lp, norm="inside"), "ALL samples"),
+    (lambda x, lp: tv_ok(x, lp, outside=False), "outside the grid is missing"),
+    (lambda x, lp: tv_ok(x, lp, half=False), "1/2"),
+    (lambda x, lp: tv_ok(x, lp, area=False), "AREA"),
+    (tv_corner, "centre"),
+    (tv_swapped_axes, "swapped"),
+])
+def test_grid_tv_named_mutants(grid_tv, message):
+    with pytest.raises(AssertionError, match=message):
+        checks.check_grid_tv(grid_tv, EXACT.log_prob, _sample)
+
+
+def perturbed_nonlocal(score, factor, lo, hi):
+    def wrong(x, s):
+        nonlocal factor
+        if not lo <= s <= hi:
+            factor = 1.0  # "reset" the factor: it stays reset for every later call
+        return factor * score(x, s)
+
+    return wrong
+
+
+def perturbed_in_place(score, factor, lo, hi):
+    def wrong(x, s):
+        if lo <= s <= hi:
+            x *= factor  # scales the caller's tensor in place
+            return score(x / factor, s) * factor
+        return score(x, s)
+
+    return wrong
+
+
+_SHARED = {}
+
+
+def perturbed_global(score, factor, lo, hi):
+    _SHARED.update(factor=factor, lo=lo, hi=hi)  # module-level state shared by every copy
+
+    def wrong(x, s):
+        inside = _SHARED["lo"] <= s <= _SHARED["hi"]
+        return (_SHARED["factor"] if inside else 1.0) * score(x, s)
+
+    return wrong
+
+
+@pytest.mark.parametrize("perturbed, message", [
+    (perturbed_nonlocal, "wrong after the calls made before it"),
+    (perturbed_in_place, "in place"),
+    (perturbed_global, "share their state"),
+    (lambda sc, f, lo, hi: (lambda x, s: sc(x, f * s if lo <= s <= hi else s)), "should be"),
+])
+def test_perturbed_more_mutants(perturbed, message):
+    with pytest.raises(AssertionError, match=message):
+        checks.check_perturbed_score(perturbed, EXACT.score)
+
+
+def divergence_hutchinson(f, x):
+    x = x.detach().requires_grad_(True)
+    v = torch.randn_like(x)
+    (g,) = torch.autograd.grad((f(x) * v).sum(), x)
+    return (g * v).sum(1).detach()  # v^T J v: unbiased, not exact
+
+
+def test_divergence_hutchinson():
+    torch.manual_seed(0)
+    with pytest.raises(AssertionError, match="Hutchinson"):
+        checks.check_divergence(divergence_hutchinson)
+
+
+def loglik_downwards(score, x, smin, smax, n):
+    # Integrates DOWN from sigma_max, as when sampling, starting from the data point.
+    grid = torch.logspace(math.log10(smax), math.log10(smin), n + 1, dtype=torch.float64)
+    s = [float(v) for v in grid]
+    acc = torch.zeros(x.shape[0], dtype=torch.float64)
+    for a, b in zip(s[:-1], s[1:], strict=True):
+        h = b - a
+        x_new = x + h * (-a * score(x, a))
+        acc = acc + h * divergence_ok(lambda y, a=a: -a * score(y, a), x)
+        x = x_new
+    lp = -0.5 * x.pow(2).sum(1) / smax**2 - 2 * math.log(smax) - math.log(2 * math.pi)
+    return lp + acc
+
+
+def loglik_half_logdet(score, x, smin, smax, n):
+    return loglik_ok(score, x, smin, smax, n) + math.log(smax)  # -log(smax), not -2 log(smax)
+
+
+def loglik_div_of_score(score, x, smin, smax, n):
+    # The divergence of the score, not of f = -sigma score.
+    grid = [float(v) for v in torch.logspace(math.log10(smin), math.log10(smax), n + 1,
+                                             dtype=torch.float64)]
+    acc = torch.zeros(x.shape[0], dtype=torch.float64)
+    for a, b in zip(grid[:-1], grid[1:], strict=True):
+        h = b - a
+        d = -a * score(x, a)
+        xe = x + h * d
+        x = x + 0.5 * h * (d - b * score(xe, b))
+        acc = acc + 0.5 * h * (divergence_ok(lambda y, a=a: score(y, a), x)
+                               + divergence_ok(lambda y, b=b: score(y, b), xe))
+    lp = -0.5 * x.pow(2).sum(1) / smax**2 - 2 * math.log(smax) - math.log(2 * math.pi)
+    return lp + acc
+
+
+@pytest.mark.parametrize("loglik, message", [
+    (loglik_downwards, "UP to sigma_max"),
+    (loglik_half_logdet, "log\\(sigma_max\\):"),
+    (loglik_div_of_score, "nats"),
+])
+def test_log_likelihood_more_mutants(loglik, message):
+    with pytest.raises(AssertionError, match=message):
+        checks.check_log_likelihood(loglik, EXACT.log_prob, EXACT.score)
+
+
+def test_handout_order_guards():
+    # Run before exercise 6 (or 2-5), the later cells say which exercise to do first.
+    with pytest.raises(AssertionError, match="exercise 6 first"):
+        checks.check_orders(None, None)
+    with pytest.raises(AssertionError, match="do exercises 2-5 first"):
+        checks.require_done("exercises 2-5", 1.0, None)
+    checks.require_done("exercises 2-5", 1.0, 2.0)

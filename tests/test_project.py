@@ -15,7 +15,7 @@ import torch
 
 from coursekit import project
 
-N = 200  # samples per submission: enough for FID (n > 32 features), fast
+N = 100  # samples per submission: enough for FID (n > 32 features), fast
 
 
 class _Payload:
@@ -91,7 +91,7 @@ def test_leaderboard_two_days(submissions, tmp_path, monkeypatch) -> None:
     site = tmp_path / "site"
     monkeypatch.setenv("HISTORY_TO_VANDALISE", str(history))
     cmd = [sys.executable, "-m", "coursekit.project", "leaderboard", str(root),
-           "--history", str(history), "--out", str(site), "--n", str(N), "--timeout", "20",
+           "--history", str(history), "--out", str(site), "--n", str(N), "--timeout", "10",
            "--bootstrap", "5"]
     for date in ("2026-01-05", "2026-01-06"):
         done = subprocess.run([*cmd, "--date", date], capture_output=True, text=True,
@@ -161,3 +161,103 @@ def test_unusable_set_exits_nonzero(tmp_path) -> None:
     assert out.returncode != 0 and "not a folder" in out.stderr
     with pytest.raises(ValueError, match="date"):
         project.leaderboard(tmp_path, tmp_path / "h.csv", tmp_path / "s", date="05/01/2026")
+
+
+# ------------------------------------------------------------------ edge cases (review)
+
+def _folder(root: Path, name: str, sampling: str | None = None, model: str = "file") -> Path:
+    d = root / name
+    d.mkdir(parents=True)
+    if model == "file":
+        torch.save(_good_state(), d / "model.pt")
+    elif model == "dir":
+        (d / "model.pt").mkdir()
+    if sampling is not None:
+        (d / "sampling.py").write_text(sampling)
+    return d
+
+
+_SAMPLE = "import torch\n\ndef sample(model, n, generator):\n"
+
+
+@pytest.mark.parametrize("sampling, reason", [
+    ("def sample(model, n, generator)\n    return 1\n",
+     r"could not be imported: SyntaxError.*line 1"),
+    ("import no_such_module_xyz\n", "could not be imported: ModuleNotFoundError"),
+    ("x = 1\n", "defines no function sample"),
+    (_SAMPLE + "    return model.sample(n, generator).numpy()\n", "ndarray, not a torch.Tensor"),
+    (_SAMPLE + "    return model.sample(n, generator) > 0.5\n", "dtype torch.bool"),
+    (_SAMPLE + "    raise RuntimeError('boom')\n", "sample\\(\\) raised RuntimeError: boom"),
+])
+def test_child_reports_what_the_submission_did_wrong(tmp_path, sampling, reason) -> None:
+    # In-process (no child): the reasons the child sends back, one per plausible mistake.
+    folder = _folder(tmp_path, "g", sampling)
+    with pytest.raises(project.SubmissionError, match=reason):
+        project._child_sample(str(folder), 60, 0, str(tmp_path / "out.npy"))
+
+
+def test_child_accepts_other_float_dtypes(tmp_path) -> None:
+    folder = _folder(tmp_path, "g", _SAMPLE + "    return model.sample(n, generator).half()\n")
+    project._child_sample(str(folder), 60, 0, str(tmp_path / "out.npy"))
+    assert np.load(tmp_path / "out.npy").dtype == np.float32
+
+
+@pytest.mark.parametrize("err, code, want", [
+    ("Traceback...\nRuntimeError: [enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: "
+     "can't allocate memory: you tried to allocate 10737418240 bytes", 1, "ran out of memory"),
+    ("Traceback...\nMemoryError", 1, "ran out of memory"),
+    ("", -9, "ran out of memory"),
+    ("warning\nSUBMISSION-FAULT: sample() raised ValueError: bad\nTraceback\nValueError: x", 3,
+     "^sample\\(\\) raised ValueError: bad$"),
+    ("", 1, "^exit code 1$"),
+])
+def test_reason_from_stderr(err, code, want) -> None:
+    assert __import__("re").search(want, project._reason(err, code))
+
+
+def test_bad_arguments_are_usage_errors(tmp_path, capsys) -> None:
+    for args, what in ((["--n", "10"], "at least 50"), (["--n", "abc"], "integer"),
+                       (["--n", "0"], "--n"), (["--timeout", "0"], "--timeout"),
+                       (["--timeout", "nan"], "finite"), (["--timeout", "1e9"], "a day")):
+        with pytest.raises(SystemExit) as stop:
+            project.main(["evaluate", str(tmp_path), *args])
+        assert stop.value.code == 2
+        assert what in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        project.main(["leaderboard", str(tmp_path), "--history", "h.csv", "--out", "s",
+                      "--bootstrap", "-1"])
+    assert "--bootstrap" in capsys.readouterr().err
+    # The library says the same before it evaluates anything.
+    with pytest.raises(ValueError, match="n: expected at least"):
+        project.leaderboard(tmp_path, tmp_path / "h.csv", tmp_path / "s", n=10)
+    with pytest.raises(ValueError, match="timeout"):
+        project.draw_samples(tmp_path, 60, timeout=-1)
+
+
+def test_leaderboard_edge_cases(tmp_path) -> None:
+    """One run: odd group names on the page, a folder as model.pt, values outside [0, 1], a
+    crash with a multi-line message, and a 10 GB allocation under the memory limit."""
+    root = tmp_path / "subs"
+    odd = "a b <img src=x onerror=alert(1)> & $\\frac$"  # spaces, HTML, mathtext
+    _folder(root, odd)
+    _folder(root, "_leading_underscore")
+    _folder(root, "model_is_a_folder", model="dir")
+    _folder(root, "outside", _SAMPLE + "    return 2 * model.sample(n, generator) + 0.5\n")
+    _folder(root, "crash", _SAMPLE + "    raise RuntimeError('first line\\nsecond line')\n")
+    _folder(root, "greedy", _SAMPLE + "    big = torch.ones(10 * 2**30 // 4)  # 10 GB\n"
+            "    return model.sample(n, generator)\n")
+    history, site = tmp_path / "history.csv", tmp_path / "site"
+    done = subprocess.run([sys.executable, "-m", "coursekit.project", "leaderboard", str(root),
+                           "--history", str(history), "--out", str(site), "--n", "60",
+                           "--bootstrap", "0", "--timeout", "30", "--date", "2026-02-01"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = {r["group"]: r for r in csv.DictReader(history.open())}
+    assert rows[odd]["status"] == "ok" and rows["_leading_underscore"]["status"] == "ok"
+    assert "not a file" in rows["model_is_a_folder"]["reason"]
+    assert "leave [0, 1]" in rows["outside"]["reason"]
+    assert rows["crash"]["reason"] == "sample() raised RuntimeError: first line second line"
+    assert rows["greedy"]["reason"].startswith("ran out of memory")
+    page = (site / "index.html").read_text()
+    assert "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt; &amp;" in page
+    assert (site / "history_fid.png").stat().st_size > 1000

@@ -1,0 +1,424 @@
+"""Tests of coursekit.gan against independent references (scipy, torch, closed forms)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import integrate, optimize, special, stats
+
+from coursekit import gan
+
+KEYS = ("kl", "reverse_kl", "pearson", "squared_hellinger", "jensen_shannon", "gan",
+        "total_variation")
+
+# f'(u) written out by hand: the optimal critic T*(x) = f'(p(x) / q(x)) (Nowozin et al., eq. 5).
+F_PRIME = {
+    "kl": lambda u: np.log(u) + 1.0,
+    "reverse_kl": lambda u: -1.0 / u,
+    "pearson": lambda u: 2.0 * (u - 1.0),
+    "squared_hellinger": lambda u: 1.0 - 1.0 / np.sqrt(u),
+    "jensen_shannon": lambda u: np.log(2.0 * u / (u + 1.0)),
+    "gan": lambda u: np.log(u / (u + 1.0)),
+    "total_variation": lambda u: 0.5 * np.sign(u - 1.0),
+}
+
+# The inverse of each output activation, written out by hand: v = g_f^{-1}(T).
+INV_ACT = {
+    "kl": lambda t: t,
+    "reverse_kl": lambda t: -np.log(-t),
+    "pearson": lambda t: t,
+    "squared_hellinger": lambda t: -np.log1p(-t),
+    "jensen_shannon": lambda t: -np.log(np.expm1(np.log(2.0) - t)),
+    "gan": lambda t: -np.log(np.expm1(-t)),
+    "total_variation": lambda t: np.arctanh(np.clip(2.0 * t, -1 + 1e-12, 1 - 1e-12)),
+}
+
+P = stats.norm(0.0, 1.0)   # the "data"
+Q = stats.norm(0.7, 1.3)   # the "model"
+
+
+def df_quadrature(key: str) -> float:
+    """D_f(P || Q) = int q f(p / q) by scipy quadrature (f written out here, not gan's)."""
+    f = {
+        "kl": lambda u: special.xlogy(u, u),
+        "reverse_kl": lambda u: -np.log(u),
+        "pearson": lambda u: (u - 1.0) ** 2,
+        "squared_hellinger": lambda u: (np.sqrt(u) - 1.0) ** 2,
+        "jensen_shannon": lambda u: special.xlogy(u, u) - special.xlogy(u + 1, (u + 1) / 2),
+        "gan": lambda u: special.xlogy(u, u) - special.xlogy(u + 1, u + 1),
+        "total_variation": lambda u: 0.5 * np.abs(u - 1.0),
+    }[key]
+    val, _ = integrate.quad(lambda x: Q.pdf(x) * f(P.pdf(x) / Q.pdf(x)), -15, 15, limit=200,
+                            points=[0.0, 1.0])
+    return val
+
+
+# ----------------------------------------------------------------------------------- table
+
+
+def test_keys_and_f_at_one():
+    assert tuple(gan.F_DIVERGENCES) == KEYS
+    for key, div in gan.F_DIVERGENCES.items():
+        want = -math.log(4.0) if key == "gan" else 0.0
+        assert float(div.f(np.array(1.0))) == pytest.approx(want, abs=1e-12), key
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_conjugate_matches_numerical_supremum(key):
+    div = gan.F_DIVERGENCES[key]
+    # points of dom f* reached by the activation
+    ts = div.activation(np.linspace(-2.0, 2.0, 9))
+    for t in ts:
+        res = optimize.minimize_scalar(lambda u, t=t: -(t * u - float(div.f(np.array(u)))),
+                                       bounds=(1e-10, 200.0), method="bounded",
+                                       options={"xatol": 1e-10})
+        assert float(div.conjugate(np.array(t))) == pytest.approx(-res.fun, abs=2e-6), (key, t)
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_activation_lands_in_domain_and_conjugate_is_inf_outside(key):
+    div = gan.F_DIVERGENCES[key]
+    v = torch.linspace(-30, 30, 601, dtype=torch.float64, requires_grad=True)
+    t = div.activation(v)
+    lo, hi = div.domain
+    assert bool(((t >= lo) & (t <= hi)).all())
+    out = div.conjugate(t).sum()
+    out.backward()
+    assert torch.isfinite(out) and torch.isfinite(v.grad).all()
+    if math.isfinite(hi):
+        assert np.isinf(div.conjugate(np.array([hi + 0.5])))[0]
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_numpy_and_torch_agree(key):
+    div = gan.F_DIVERGENCES[key]
+    u = np.linspace(0.1, 4, 7)
+    v = np.linspace(-2, 2, 7)
+    for fn, x in ((div.f, u), (div.activation, v), (div.conjugate, div.activation(v))):
+        np.testing.assert_allclose(fn(torch.from_numpy(x)).numpy(), fn(x), rtol=1e-12)
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_bound_is_tight_at_optimal_critic_and_below_elsewhere(key):
+    div = gan.F_DIVERGENCES[key]
+    d = df_quadrature(key)
+
+    def bound(tfun):
+        a, _ = integrate.quad(lambda x: P.pdf(x) * tfun(x), -15, 15, limit=200)
+        b, _ = integrate.quad(lambda x: Q.pdf(x) * float(div.conjugate(np.array(tfun(x)))),
+                              -15, 15, limit=200)
+        return a - b
+
+    t_star = lambda x: F_PRIME[key](P.pdf(x) / Q.pdf(x))  # noqa: E731
+    assert bound(t_star) == pytest.approx(d, rel=1e-5, abs=1e-7), key
+    # any other critic in the domain gives less
+    for shift in (0.3, -0.3):
+        t_other = lambda x, s=shift: div.activation(INV_ACT[key](t_star(x)) + s)  # noqa: E731
+        assert bound(t_other) < d, (key, shift)
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_variational_bound_monte_carlo(key):
+    rng = np.random.default_rng(0)
+    xp, xq = P.rvs(200_000, random_state=rng), Q.rvs(200_000, random_state=rng)
+    v = lambda x: INV_ACT[key](F_PRIME[key](P.pdf(x) / Q.pdf(x)))  # noqa: E731
+    vp = np.clip(v(xp), -30, 30)
+    vq = np.clip(v(xq), -30, 30)
+    est = gan.variational_bound(key, torch.from_numpy(vp), torch.from_numpy(vq)).item()
+    assert est == pytest.approx(df_quadrature(key), abs=0.03), key
+
+
+def test_jensen_shannon_and_gan_relation():
+    # D_JS-key = 2 JSD and D_gan = 2 JSD - log 4 (scipy's jensenshannon is sqrt(JSD), base e)
+    xs = np.linspace(-15, 15, 200_001)
+    p, q = P.pdf(xs), Q.pdf(xs)
+    jsd = integrate.trapezoid(0.5 * special.xlogy(p, 2 * p / (p + q))
+                              + 0.5 * special.xlogy(q, 2 * q / (p + q)), xs)
+    assert df_quadrature("jensen_shannon") == pytest.approx(2 * jsd, rel=1e-6)
+    assert df_quadrature("gan") == pytest.approx(2 * jsd - math.log(4), rel=1e-6)
+    assert df_quadrature("kl") == pytest.approx(
+        math.log(1.3) + (1 + 0.7**2) / (2 * 1.3**2) - 0.5, rel=1e-7)
+
+
+def test_unknown_divergence_lists_keys():
+    with pytest.raises(ValueError, match="valid keys: kl, reverse_kl"):
+        gan.get_divergence("hellinger")
+    with pytest.raises(ValueError, match="divergence"):
+        gan.f_gan_critic_loss(torch.zeros(3), torch.zeros(3), "js")
+
+
+# ----------------------------------------------------------------------------------- losses
+
+
+def test_losses_against_torch_references():
+    g = torch.Generator().manual_seed(0)
+    real, fake = torch.randn(50, generator=g) * 3, torch.randn(40, generator=g) * 3
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    ref = bce(real, torch.ones_like(real)) + bce(fake, torch.zeros_like(fake))
+    assert torch.allclose(gan.discriminator_loss(real, fake), ref, atol=1e-6)
+    d = torch.sigmoid(fake)
+    assert torch.allclose(gan.generator_loss_saturating(fake), torch.log(1 - d).mean(), atol=1e-5)
+    assert torch.allclose(gan.generator_loss_nonsaturating(fake), -torch.log(d).mean(), atol=1e-5)
+    assert torch.allclose(gan.wgan_critic_loss(real, fake), fake.mean() - real.mean())
+    assert torch.allclose(gan.wgan_generator_loss(fake), -fake.mean())
+    # the GAN row of the f-GAN table is the discriminator loss (Nowozin et al., Sec. 2.4)
+    assert torch.allclose(gan.f_gan_critic_loss(real, fake, "gan"), ref, atol=1e-5)
+
+
+def test_saturation():
+    # a discriminator that rejects the sample (V = -10): the minimax loss has a vanishing
+    # gradient, the non-saturating one does not
+    v = torch.tensor([-10.0], requires_grad=True)
+    gan.generator_loss_saturating(v).backward()
+    g_sat = v.grad.abs().item()
+    v.grad = None
+    gan.generator_loss_nonsaturating(v).backward()
+    assert g_sat < 1e-4 and v.grad.abs().item() > 0.99
+
+
+# ------------------------------------------------------------------------ Lipschitz constraints
+
+
+@pytest.mark.parametrize("shape", [(2,), (1, 8, 8)])
+def test_gradient_penalty_linear_critic(shape):
+    torch.manual_seed(0)
+    d = math.prod(shape)
+    critic = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(d, 1)).double()
+    w = critic[1].weight
+    real, fake = torch.randn(16, *shape), torch.randn(16, *shape)
+    gp = gan.gradient_penalty(critic, real, fake, generator=0)
+    assert gp.item() == pytest.approx((w.norm().item() - 1) ** 2, rel=1e-12)
+    gp.backward()   # differentiable in the critic's weights: d/dw (|w| - 1)^2
+    np.testing.assert_allclose(w.grad.numpy(), (2 * (1 - 1 / w.norm()) * w).detach().numpy(),
+                               rtol=1e-10)
+
+
+def test_gradient_penalty_quadratic_critic_and_alpha():
+    class Half(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.dummy = torch.nn.Parameter(torch.zeros((), dtype=torch.float64))
+
+        def forward(self, x):
+            return 0.5 * (x**2).sum(1) + self.dummy
+
+    x = torch.randn(100, 3, dtype=torch.float64)
+    # gradient of |x|^2/2 is x; real = fake makes x_hat = x whatever alpha
+    want = ((x.norm(dim=1) - 1) ** 2).mean()
+    assert gan.gradient_penalty(Half(), x, x, generator=1).item() == pytest.approx(want.item())
+    # real = 0, fake = e1: x_hat = (1 - alpha) e1, gradient norm 1 - alpha, penalty alpha^2;
+    # E[alpha^2] = 1/3 for alpha ~ U[0, 1]
+    e1 = torch.zeros(20_000, 3, dtype=torch.float64)
+    e1[:, 0] = 1
+    gp = gan.gradient_penalty(Half(), torch.zeros_like(e1), e1, generator=2).item()
+    assert abs(gp - 1 / 3) < 5 * math.sqrt(4 / 45 / 20_000)
+
+
+def test_gradient_penalty_bad_inputs():
+    critic = gan.Critic()
+    with pytest.raises(ValueError, match="fake: expected the shape of real"):
+        gan.gradient_penalty(critic, torch.zeros(4, 2), torch.zeros(5, 2))
+    with pytest.raises(TypeError, match="critic"):
+        gan.gradient_penalty(lambda x: x, torch.zeros(4, 2), torch.zeros(4, 2))
+    with pytest.raises(ValueError, match="real"):
+        gan.gradient_penalty(critic, torch.full((4, 2), float("nan")), torch.zeros(4, 2))
+
+
+def test_spectral_norm_power_iteration():
+    w = torch.randn(20, 30, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    sigma, u = gan.spectral_norm(w, n_iter=200, generator=0)
+    assert sigma.item() == pytest.approx(torch.linalg.matrix_norm(w, 2).item(), rel=1e-8)
+    assert u.shape == (20,)
+
+
+def test_spectral_norm_critic_is_one_lipschitz_per_layer():
+    torch.manual_seed(0)
+    critic = gan.Critic(spectral_norm=True)
+    for _ in range(30):  # each training-mode forward runs one power iteration
+        critic(torch.randn(8, 2))
+    for m in critic.modules():
+        if isinstance(m, torch.nn.Linear):
+            assert torch.linalg.matrix_norm(m.weight.detach(), 2).item() == pytest.approx(
+                1.0, abs=1e-3)
+
+
+def test_clip_weights():
+    critic = gan.Critic()
+    gan.clip_weights(critic, 0.01)
+    assert max(p.abs().max().item() for p in critic.parameters()) <= 0.01
+    with pytest.raises(ValueError, match="clip"):
+        gan.clip_weights(critic, 0.0)
+
+
+# ------------------------------------------------------------------------------------- DRS
+
+
+def test_drs_accept_prob_edges():
+    logits = np.array([5.0, 5.0 - 1e-12, 0.0, -1e4, 7.0])
+    p = gan.drs_accept_prob(logits, 5.0)
+    assert np.all(np.isfinite(p)) and np.all((p >= 0) & (p <= 1))
+    assert p[0] == pytest.approx(1.0, abs=2e-6) and p[4] == p[0]  # Delta > 0 clamps to 0
+    assert p[3] == 0.0 or p[3] < 1e-300
+    # independent reference: the formula evaluated naively where it is well conditioned
+    d = np.array([-0.5, -2.0, -8.0])
+    for gamma in (0.0, 1.5, -1.0):
+        f = d - np.log(1 - np.exp(d - 1e-6)) - gamma
+        np.testing.assert_allclose(gan.drs_accept_prob(d, 0.0, gamma=gamma), 1 / (1 + np.exp(-f)),
+                                   rtol=1e-12)
+    # tensors: same values, finite gradients even at Delta = 0
+    v = torch.tensor(logits, requires_grad=True)
+    pt = gan.drs_accept_prob(v, torch.tensor(5.0))
+    pt.sum().backward()
+    np.testing.assert_allclose(pt.detach().numpy(), p, rtol=1e-12)
+    assert torch.isfinite(v.grad).all()
+
+
+def test_drs_accept_prob_bad_inputs():
+    with pytest.raises(ValueError, match="eps"):
+        gan.drs_accept_prob(np.zeros(3), 0.0, eps=0.0)
+    with pytest.raises(ValueError, match="gamma"):
+        gan.drs_accept_prob(np.zeros(3), 0.0, gamma=float("nan"))
+    with pytest.raises(ValueError, match="logits"):
+        gan.drs_accept_prob(np.array([np.nan]), 0.0)
+    with pytest.raises(ValueError, match="max_logit"):
+        gan.drs_accept_prob(np.zeros(3), np.zeros(2))
+
+
+def test_drs_sample_is_exact_rejection_sampling():
+    # proposal N(0, 1), target N(0, 0.5^2), optimal logit log p - log q (max at 0, ratio 2)
+    target = stats.norm(0, 0.5)
+    gen = torch.Generator().manual_seed(0)
+
+    def propose(m):
+        return torch.randn(m, 1, generator=gen, dtype=torch.float64)
+
+    def logit(x):
+        x = x[:, 0].numpy()
+        return torch.from_numpy(target.logpdf(x) - stats.norm.logpdf(x))
+
+    x, rate = gan.drs_sample(propose, logit, 20_000, max_logit=math.log(2.0), generator=1)
+    assert x.shape == (20_000, 1)
+    assert stats.kstest(x[:, 0].numpy(), target.cdf).pvalue > 1e-3
+    assert rate == pytest.approx(0.5, abs=0.02)  # 1 / M with M = 2
+    # burn-in estimate of the max is below the true max and close to it
+    m = gan.estimate_max_logit(propose, logit, 20_000)
+    assert math.log(2.0) - 1e-3 < m <= math.log(2.0)
+
+
+def test_drs_sample_gamma_quantile_and_errors():
+    gen = torch.Generator().manual_seed(0)
+    propose = lambda m: torch.randn(m, 2, generator=gen)  # noqa: E731
+    logit = lambda x: -x.pow(2).sum(1)  # noqa: E731
+    _, r0 = gan.drs_sample(propose, logit, 500, generator=0)
+    _, r1 = gan.drs_sample(propose, logit, 500, gamma_quantile=0.9, generator=0)
+    assert r1 < r0
+    with pytest.raises(ValueError, match="gamma_quantile"):
+        gan.drs_sample(propose, logit, 10, gamma_quantile=1.5)
+    with pytest.raises(ValueError, match="max_batches"):
+        gan.drs_sample(propose, logit, 10**6, max_batches=2, batch_size=10, max_logit=0.0)
+
+
+# ------------------------------------------------------------------------------ mode metrics
+
+
+def test_mode_metrics_hand_built():
+    centers = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    samples = np.array([[0.0, 0.5], [0.0, -2.9], [10.0, 1.0], [5.0, 5.0]])
+    m = gan.mode_metrics(samples, centers, 1.0)
+    assert m["high_quality_fraction"] == 0.75
+    assert m["modes_captured"] == 2
+    h = np.array([2 / 3, 1 / 3])
+    assert m["mode_kl"] == pytest.approx(np.sum(h * np.log(h * 3)), rel=1e-12)
+    balanced = gan.mode_metrics(centers, centers, 1.0)
+    assert balanced["mode_kl"] == pytest.approx(0.0, abs=1e-15) and balanced["modes_captured"] == 3
+    none = gan.mode_metrics(np.array([[5.0, 5.0]]), centers, 1.0)
+    assert none == {"high_quality_fraction": 0.0, "modes_captured": 0,
+                    "mode_kl": pytest.approx(math.log(3))}
+
+
+def test_mode_metrics_perfect_sampler_chi_square():
+    centers, std = gan.toy_modes("grid25")
+    rng = np.random.default_rng(0)
+    n = 200_000
+    x = centers[rng.integers(0, 25, n)] + std * rng.standard_normal((n, 2))
+    m = gan.mode_metrics(x, centers, std)
+    p = stats.chi2.cdf(9.0, df=2)      # P(|z|^2 < 3^2) for a 2-D standard normal
+    assert p == pytest.approx(1 - math.exp(-4.5), rel=1e-12)
+    assert abs(m["high_quality_fraction"] - p) < 5 * math.sqrt(p * (1 - p) / n)
+    assert m["modes_captured"] == 25 and m["mode_kl"] < 1e-3
+
+
+def test_mode_metrics_bad_inputs():
+    c = np.zeros((3, 2))
+    with pytest.raises(ValueError, match="threshold"):
+        gan.mode_metrics(np.zeros((4, 2)), c, 1.0, threshold=0.0)
+    with pytest.raises(ValueError, match=r"centers: expected shape \(k, 2\)"):
+        gan.mode_metrics(np.zeros((4, 2)), np.zeros((3, 3)), 1.0)
+    with pytest.raises(ValueError, match="std"):
+        gan.mode_metrics(np.zeros((4, 2)), c, -1.0)
+    with pytest.raises(ValueError, match="samples"):
+        gan.mode_metrics(np.full((4, 2), np.nan), c, 1.0)
+    with pytest.raises(ValueError, match="name"):
+        gan.toy_modes("moons")
+
+
+def test_toy_modes_match_data():
+    from coursekit import data
+
+    for name in ("eight_gaussians", "grid25"):
+        centers, std = gan.toy_modes(name)
+        x = data.toy_2d(name, 20_000, 0)
+        m = gan.mode_metrics(x, centers, std)
+        assert m["modes_captured"] == len(centers)
+        assert m["high_quality_fraction"] > 0.98
+
+
+# -------------------------------------------------------------------------- models, training
+
+
+def test_models_shapes_and_reproducible_sampling():
+    g = gan.Generator()
+    assert g.sample(5, generator=0).shape == (5, 2)
+    assert torch.equal(g.sample(5, generator=3), g.sample(5, generator=3))
+    dg, dc = gan.DigitGenerator(), gan.DigitCritic()
+    x = dg.sample(4, generator=0)
+    assert x.shape == (4, 1, 8, 8) and bool(((x >= 0) & (x <= 1)).all())
+    assert dc(x).shape == (4,)
+    assert gan.Critic()(np.zeros((3, 2))).shape == (3,)   # NumPy input accepted
+    with pytest.raises(ValueError, match="x: expected shape"):
+        gan.Critic()(torch.zeros(3, 3))
+    with pytest.raises(ValueError, match="output"):
+        gan.Generator(output="tanh")
+
+
+@pytest.mark.parametrize("loss", ["nonsaturating", "saturating", "wgan_gp", "wgan_clip", "f_gan"])
+def test_train_gan_runs_and_is_deterministic(loss):
+    x = np.random.default_rng(0).standard_normal((500, 2))
+    kw = {"divergence": "kl"} if loss == "f_gan" else {}
+
+    def run():
+        torch.manual_seed(0)
+        g, c = gan.Generator(hidden=(16,)), gan.Critic(hidden=(16,))
+        h = gan.train_gan(g, c, x, loss=loss, n_steps=20, batch_size=32, generator=0,
+                          show_progress=False, **kw)
+        return h, c
+
+    h1, c = run()
+    h2, _ = run()
+    assert len(h1["critic"]) == len(h1["generator"]) == 20
+    assert h1 == h2
+    if loss == "wgan_clip":
+        assert max(p.abs().max().item() for p in c.parameters()) <= 0.01
+
+
+def test_train_gan_bad_inputs():
+    g, c = gan.Generator(), gan.Critic()
+    with pytest.raises(ValueError, match="loss: expected one of"):
+        gan.train_gan(g, c, np.zeros((10, 2)), loss="hinge")
+    with pytest.raises(ValueError, match="valid keys"):
+        gan.train_gan(g, c, np.zeros((10, 2)), loss="f_gan", divergence="js")
+    with pytest.raises(ValueError, match="data"):
+        gan.train_gan(g, c, np.zeros((10, 3)) * np.nan)
