@@ -8,9 +8,9 @@ Everything here follows Lecture 1, part III ("Autoregressive models"):
 - a masked autoencoder for binary vectors, MADE (:class:`MADE`), trained with teacher forcing;
 - masked convolutions and a small PixelCNN over integer class maps
   (:class:`MaskedConv2d`, :class:`PixelCNN`);
-- a character-level causal Transformer (:class:`CharVocab`, :class:`CharTransformer`,
-  :func:`generate`) and the decoding heuristics temperature / top-k / nucleus (top-p)
-  (:func:`sample_logits`, :func:`top_k_filter`, :func:`top_p_filter`).
+- the decoding heuristics temperature / top-k / nucleus (top-p) (:func:`sample_logits`,
+  :func:`top_k_filter`, :func:`top_p_filter`), used by the character language model of
+  :mod:`coursekit.language_model`.
 
 NumPy for the exact discrete tables, torch for everything trained by gradient descent.
 """
@@ -19,20 +19,25 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from coursekit.validation import check_positive, check_positive_int
+from coursekit import baselines
+from coursekit.numerics import LOG_2PI
+from coursekit.validation import (
+    GeneratorLike,
+    as_generator,
+    as_tensor,
+    check_array,
+    check_positive,
+    check_positive_int,
+    module_dtype_device,
+)
 
 __all__ = [
-    "BOOK_TEXT_FILES",
-    "FALLBACK_TEXT",
-    "CharTransformer",
-    "CharVocab",
     "MADE",
     "MaskedConv2d",
     "PixelCNN",
@@ -41,12 +46,8 @@ __all__ = [
     "bits_per_dim",
     "chain_rule_conditionals",
     "filtered_probs",
-    "generate",
     "joint_from_conditionals",
-    "load_book_text",
     "sample_logits",
-    "sequence_log_prob",
-    "text_windows",
     "top_k_filter",
     "top_p_filter",
 ]
@@ -58,7 +59,7 @@ __all__ = [
 
 
 def _check_joint(joint: np.ndarray) -> np.ndarray:
-    p = np.asarray(joint, dtype=float)
+    p = check_array(joint, "joint", finite=False)
     if p.ndim < 1 or p.size == 0:
         raise ValueError(f"joint: expected a non-empty table with one axis per variable, got shape {p.shape}")
     if not np.all(np.isfinite(p)) or np.any(p < 0):
@@ -71,7 +72,10 @@ def _check_joint(joint: np.ndarray) -> np.ndarray:
 def _check_order(order: Sequence[int] | None, d: int) -> list[int]:
     if order is None:
         return list(range(d))
-    order = [int(o) for o in order]
+    arr = np.asarray(order) if not isinstance(order, (str, bytes)) else np.asarray([])
+    if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(f"order: expected a permutation of 0..{d - 1}, got {order!r:.80}")
+    order = [int(o) for o in arr]
     if sorted(order) != list(range(d)):
         raise ValueError(f"order: expected a permutation of 0..{d - 1}, got {order}")
     return order
@@ -142,7 +146,8 @@ def ancestral_sample(
     d: int,
     n: int,
     *,
-    generator: torch.Generator | None = None,
+    generator: GeneratorLike = None,
+    device: torch.device | str | None = None,
 ) -> torch.Tensor:
     """Algorithm 6 (autoregressive ancestral sampling): draw x_1, ..., x_d one after the other.
 
@@ -152,19 +157,26 @@ def ancestral_sample(
             returns the (n, K) logits of p(x_i | x_<i).
         d: number of variables.
         n: number of samples.
-        generator: torch generator (reproducible draws).
+        generator: a ``torch.Generator``, an int seed or None (a seed drawn from torch's
+            global state).
+        device: where the samples live (the model's device; default the CPU).
 
     Returns:
         (n, d) int64 tensor of samples.  The loop makes exactly d sequential calls: the
         O(d) cost of the slides.
     """
+    if not callable(conditional_logits):
+        raise TypeError("conditional_logits: expected a callable f(x, i) -> (n, K) logits")
     d = check_positive_int(d, "d")
     n = check_positive_int(n, "n")
-    x = torch.zeros(n, d, dtype=torch.long)
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    generator = as_generator(generator, "generator", device=device)
+    x = torch.zeros(n, d, dtype=torch.long, device=device)
     for i in range(d):
         logits = conditional_logits(x, i)
-        if logits.ndim != 2 or logits.shape[0] != n:
-            raise ValueError(f"conditional_logits returned shape {tuple(logits.shape)}, expected (n, K)")
+        if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or logits.shape[0] != n:
+            got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+            raise ValueError(f"conditional_logits: returned {got}, expected shape ({n}, K)")
         x[:, i] = sample_logits(logits, generator=generator)
     return x
 
@@ -175,8 +187,13 @@ def ancestral_sample(
 
 
 def _check_logits(logits: torch.Tensor) -> torch.Tensor:
-    if not isinstance(logits, torch.Tensor) or logits.ndim < 1 or logits.shape[-1] == 0:
-        raise ValueError("logits: expected a torch.Tensor of shape (..., K) with K >= 1")
+    # -inf is a legitimate logit (a token with probability 0): only NaN and +inf are refused.
+    logits = as_tensor(logits, "logits", finite=False, min_rows=0)
+    if logits.ndim < 1 or logits.shape[-1] == 0 or logits.numel() == 0:
+        raise ValueError(
+            f"logits: expected a non-empty tensor of shape (..., K) with K >= 1, got "
+            f"{tuple(logits.shape)}"
+        )
     if torch.isnan(logits).any() or (logits == math.inf).any():
         raise ValueError("logits: contains NaN or +inf")
     if (logits == -math.inf).all(dim=-1).any():
@@ -265,7 +282,7 @@ def sample_logits(
     temperature: float = 1.0,
     top_k: int | None = None,
     top_p: float | None = None,
-    generator: torch.Generator | None = None,
+    generator: GeneratorLike = None,
 ) -> torch.Tensor:
     """Draw one token per row of ``logits`` with temperature, top-k and nucleus sampling.
 
@@ -277,12 +294,14 @@ def sample_logits(
         temperature: > 0.
         top_k: integer >= 1 or None.
         top_p: in (0, 1] or None.
-        generator: torch generator (reproducible draws).
+        generator: a ``torch.Generator``, an int seed or None (a seed drawn from torch's
+            global state); on the device of ``logits``.
 
     Returns:
         (...) int64 tensor of sampled indices.
     """
     probs = filtered_probs(logits, temperature, top_k, top_p)
+    generator = as_generator(generator, "generator", device=probs.device)
     flat = probs.reshape(-1, probs.shape[-1])
     draws = torch.multinomial(flat.float(), 1, generator=generator)
     return draws.reshape(probs.shape[:-1])
@@ -322,19 +341,20 @@ class MADE(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (n, d) float in {0, 1}  ->  (n, d) logits of p(x_i = 1 | x_<i)."""
-        if x.ndim != 2 or x.shape[1] != self.d:
-            raise ValueError(f"x: expected shape (n, {self.d}), got {tuple(x.shape)}")
+        x = as_tensor(x, "x", like=self, shape=(None, self.d))
         h = F.relu(F.linear(x, self.lin_in.weight * self.mask_in, self.lin_in.bias))
         return (F.linear(h, self.lin_out.weight * self.mask_out, self.lin_out.bias)
                 + x @ (self.direct * self.mask_direct).T)
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """(n, d) binary -> (n,) exact log p(x) = sum_i log p(x_i | x_<i)."""
-        x = x.float()
+        x = as_tensor(x, "x", like=self, shape=(None, self.d))
+        if bool(((x != 0) & (x != 1)).any()):
+            raise ValueError("x: expected binary values in {0, 1}")
         return -F.binary_cross_entropy_with_logits(self(x), x, reduction="none").sum(dim=1)
 
     @torch.no_grad()
-    def sample(self, n: int, *, generator: torch.Generator | None = None,
+    def sample(self, n: int, *, generator: GeneratorLike = None,
                n_steps: int | None = None) -> torch.Tensor:
         """Algorithm 6 with one forward pass per variable.
 
@@ -348,38 +368,32 @@ class MADE(nn.Module):
         if steps > self.d:
             raise ValueError(f"n_steps: at most d = {self.d}, got {steps}")
 
+        dtype, device = module_dtype_device(self)
+
         def cond(x: torch.Tensor, i: int) -> torch.Tensor:
-            full = torch.zeros(x.shape[0], self.d)
-            full[:, : x.shape[1]] = x.float()
+            full = torch.zeros(x.shape[0], self.d, dtype=dtype, device=device)
+            full[:, : x.shape[1]] = x.to(dtype)
             logit = self(full)[:, i]
             return torch.stack([torch.zeros_like(logit), logit], dim=1)  # logits of (0, 1)
 
-        return ancestral_sample(cond, steps, n, generator=generator).float()
+        return ancestral_sample(cond, steps, n, generator=generator, device=device).to(dtype)
 
 
 def bernoulli_baseline_log_prob(train: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """log p(x) under independent Bernoulli pixels fitted on ``train`` (the simple baseline).
+    """log p(x) under independent Bernoulli pixels fitted on ``train``: (m,) nats.
 
-    The pixel frequencies use add-one (Laplace) smoothing, (count + 1) / (n + 2), so that a
-    pixel never seen "on" in training does not give log 0 on the test set.
-
-    Args:
-        train: (n, ...) binary training data.  x: (m, ...) binary data to score.
-
-    Returns:
-        (m,) log-probabilities (nats).
+    The one definition lives in :func:`coursekit.baselines.independent_pixels_log_prob`
+    (add-one smoothing); this name is kept for the chapters that introduced it.
     """
-    train = train.reshape(train.shape[0], -1).double()
-    x = x.reshape(x.shape[0], -1).double()
-    if train.shape[1] != x.shape[1]:
-        raise ValueError(f"x: expected {train.shape[1]} values per example, got {x.shape[1]}")
-    p = (train.sum(dim=0) + 1.0) / (train.shape[0] + 2.0)
-    return (x * p.log() + (1 - x) * (1 - p).log()).sum(dim=1)
+    return baselines.independent_pixels_log_prob(train, x)
 
 
 def bits_per_dim(log_prob: torch.Tensor, n_dims: int) -> float:
     """Average negative log-likelihood in bits per dimension: -mean(log p) / (D ln 2)."""
     n_dims = check_positive_int(n_dims, "n_dims")
+    log_prob = as_tensor(log_prob, "log_prob", ndim=(0, 1), min_rows=0, detach=True)
+    if log_prob.numel() == 0:
+        raise ValueError("log_prob: expected at least one log-probability, got an empty array")
     return float(-log_prob.double().mean() / (n_dims * math.log(2.0)))
 
 
@@ -417,6 +431,11 @@ class MaskedConv2d(nn.Conv2d):
         self.register_buffer("mask", mask[None, None])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (n, in_channels, H, W) -> (n, out_channels, H, W)."""
+        x = as_tensor(x, "x", like=self.weight, ndim=4)
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f"x: expected {self.in_channels} channels (n, {self.in_channels}, H, W),"
+                             f" got {tuple(x.shape)}")
         # mask at every call: the masked weights also get zero gradient, so they never matter
         return self._conv_forward(x, self.weight * self.mask, self.bias)
 
@@ -450,11 +469,17 @@ class PixelCNN(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def _check_x(self, x: torch.Tensor) -> torch.Tensor:
-        if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[1] != 1:
+        # Class maps are integers: as_tensor (which makes floats) does not apply; a NumPy
+        # array is accepted and the map is moved to the model's device.
+        if not isinstance(x, torch.Tensor) and isinstance(x, (np.ndarray, list, tuple)):
+            x = torch.as_tensor(np.asarray(x))
+        if isinstance(x, torch.Tensor):
+            x = x.to(self.net[0].weight.device)
+        if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[1] != 1 or x.shape[0] == 0:
             raise ValueError(f"x: expected a tensor of shape (n, 1, H, W), got "
                              f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
         if x.is_floating_point():
-            if not torch.equal(x, x.round()):
+            if not bool(torch.isfinite(x).all()) or not torch.equal(x, x.round()):
                 raise ValueError("x: expected integer class labels (got non-integer floats)")
             x = x.long()
         if x.min() < 0 or x.max() >= self.n_classes:
@@ -464,6 +489,9 @@ class PixelCNN(nn.Module):
 
     def forward_onehot(self, h: torch.Tensor) -> torch.Tensor:
         """h: (n, n_classes, H, W) one-hot (float)  ->  (n, n_classes, H, W) logits."""
+        h = as_tensor(h, "h", like=self, ndim=4)
+        if h.shape[1] != self.n_classes:
+            raise ValueError(f"h: expected shape (n, {self.n_classes}, H, W), got {tuple(h.shape)}")
         return self.net(h)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -480,7 +508,7 @@ class PixelCNN(nn.Module):
 
     @torch.no_grad()
     def sample(self, n: int, shape: tuple[int, int] = (8, 8),
-               generator: torch.Generator | None = None, *,
+               generator: GeneratorLike = None, *,
                temperature: float = 1.0) -> torch.Tensor:
         """Algorithm 6 in raster order: H*W forward passes, one pixel drawn after each.
 
@@ -492,283 +520,167 @@ class PixelCNN(nn.Module):
             (n, 1, H, W) int64 class map.
         """
         n = check_positive_int(n, "n")
-        if len(shape) != 2:
-            raise ValueError(f"shape: expected (H, W), got {shape}")
+        if not isinstance(shape, (tuple, list)) or len(shape) != 2:
+            raise ValueError(f"shape: expected (H, W), got {shape!r}")
         H, W = (check_positive_int(s, "shape") for s in shape)
+        temperature = check_positive(temperature, "temperature")
         device = next(self.parameters()).device
+        generator = as_generator(generator, "generator", device=device)
         x = torch.zeros(n, 1, H, W, dtype=torch.long, device=device)
         for r in range(H):
             for c in range(W):
                 logits = self(x)[:, :, r, c]  # (n, C): depends on pixels before (r, c) only
-                x[:, 0, r, c] = sample_logits(logits.cpu(), temperature, generator=generator).to(device)
+                x[:, 0, r, c] = sample_logits(logits, temperature, generator=generator)
         return x
 
 
 # ---------------------------------------------------------------------------------------------
-# A character-level causal Transformer
+# The character language model moved to coursekit.language_model (its own topic); the old
+# names still resolve here, so ``ar.CharVocab`` keeps working.
 # ---------------------------------------------------------------------------------------------
 
-#: The book's own Markdown pages, relative to the folder ``book/`` (the text the LM learns).
-BOOK_TEXT_FILES = ("index.md", "course/outline.md", "course/project.md")
-
-#: A short text of the project, used when the book's pages are absent (e.g. on Colab).
-FALLBACK_TEXT = """\
-# Generative models
-
-A generative model is a recipe for drawing new examples that look like the data. We are given
-samples from an unknown distribution P, and we want a model whose samples resemble the data,
-cover all of it, are new, are random, and, when possible, come with a likelihood.
-
-The course starts from sampling itself: pseudo-random numbers, the linear congruential
-generator, the Box-Muller transform and the inverse of a cumulative distribution function.
-Then comes the Gaussian mixture model, fitted by gradient descent and by the EM algorithm.
-
-The second part asks what makes a good generative model, and how to compare two
-distributions: the Kullback-Leibler divergence, the total variation distance and the
-Wasserstein distance.
-
-The third part visits the families of models. An autoregressive model writes the density as a
-product of conditionals and samples one variable after the other. A normalizing flow maps the
-data to a simple distribution with an invertible network and counts the change of volume with
-a Jacobian determinant. An energy-based model only needs an energy, and pays for it with a
-partition function that nobody can compute.
-
-The fourth part builds autoencoders and variational autoencoders, which learn a latent space,
-an encoder and a decoder, and train them with the evidence lower bound.
-
-Every chapter is a notebook that runs on a laptop in under a minute. Every claim is followed by
-a check, an assertion that fails when the claim or the code is wrong. Run it, change it, break
-it, and run it again.
-
-## How to read the book
-
-Read a chapter from top to bottom. Each section states one idea, derives it in a few lines,
-runs the code that implements it, and checks the result with an assertion. When a check
-passes, the claim holds for the numbers on the page; when you change the code and a check
-fails, the message tells you which claim broke. The figures show what the numbers mean: the
-samples of a model next to the data, the loss of a training run, the density of a model on a
-grid.
-
-The code of the book lives in a small package, coursekit. A chapter calls it for everything
-that another chapter also needs: the data sets, the samplers, the models, the training loop
-and the plots. The package has its own tests, and every hand-written algorithm is compared
-with a library that does the same job.
-
-## Sampling
-
-To sample is to produce numbers that behave as if they came from a given distribution. A
-computer cannot flip a coin, so it uses a pseudo-random generator: a deterministic sequence
-that passes statistical tests of randomness. The linear congruential generator multiplies the
-previous state by a constant, adds another, and keeps the remainder modulo a large number. It
-is fast and simple, and it has flaws that a good test reveals. Modern generators such as PCG64
-have longer periods and better statistics.
-
-From uniform numbers we build the others. The inverse of a cumulative distribution function
-maps a uniform number to a number with that distribution. The Box-Muller transform maps two
-uniform numbers to two independent Gaussian numbers. A Gaussian vector with a given mean and
-covariance is a linear map of a standard Gaussian vector, through a Cholesky factor of the
-covariance. A Gaussian mixture is sampled in two steps: first the component, then the point.
-
-## Learning a distribution
-
-A model is fitted by maximum likelihood: we choose the parameters that make the data most
-probable. For a Gaussian mixture the likelihood can be climbed by gradient descent, or by the
-EM algorithm, which alternates between the responsibilities of the components for each point
-and the weighted means and covariances of the components. The likelihood of the data never
-decreases along the EM iterations.
-
-Maximum likelihood is the same as minimizing the Kullback-Leibler divergence from the data to
-the model. The forward divergence covers every mode of the data; the reverse divergence picks
-one mode and ignores the others. Other distances compare samples directly: the total variation
-distance, and the Wasserstein distance, which measures how far mass has to move.
-
-## Families of models
-
-An autoregressive model predicts one variable at a time from the previous ones. A language
-model predicts the next character or the next word; a PixelCNN predicts the next pixel of an
-image. Training is a sum of classification losses, one per position, and a mask keeps every
-prediction from seeing the future. Sampling draws the variables in order, one after the other,
-so it is slow when there are many of them.
-
-A normalizing flow is an invertible network. In one direction it maps data to noise and gives
-the exact density through the change of variables formula; in the other it maps noise to data
-and gives samples in one pass. The determinant of the Jacobian must be cheap, which is why the
-layers are built from simple couplings.
-
-An energy-based model assigns a low energy to likely points and a high energy to unlikely ones.
-The density is the exponential of minus the energy, divided by a normalizing constant that is
-an integral over the whole space. Training pushes the energy down on the data and up on the
-samples of the model, and the samples come from Langevin dynamics, a noisy gradient descent on
-the energy.
-
-## Autoencoders
-
-An autoencoder compresses a point to a short code and decodes it back. A variational
-autoencoder makes the code random: the encoder gives a distribution over codes, the decoder a
-distribution over points, and training maximizes a lower bound on the likelihood of the data.
-New points are sampled by decoding random codes.
-"""
+_MOVED_TO_LANGUAGE_MODEL = frozenset({
+    "BOOK_TEXT_FILES", "CharTransformer", "CharVocab", "generate", "load_book_text",
+    "load_corpus", "sequence_log_prob", "text_windows",
+})
 
 
-def load_book_text(book_dir: str | Path | None = "..") -> str:
-    """The text of the book's own Markdown pages, or :data:`FALLBACK_TEXT` when they are absent.
+def __getattr__(name: str):  # PEP 562: resolved on first use, so no circular import
+    if name in _MOVED_TO_LANGUAGE_MODEL:
+        from coursekit import language_model
+
+        return getattr(language_model, name)
+    if name == "FALLBACK_TEXT":
+        from coursekit.language_model import load_corpus
+
+        return load_corpus()
+    raise AttributeError(f"module 'coursekit.autoregressive' has no attribute {name!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Continuous autoregressive model: mixture-of-Gaussians conditionals (a masked MDN)
+# ---------------------------------------------------------------------------------------------
+
+
+class GaussianMixtureAR(nn.Module):
+    """An autoregressive density on R^d with mixture-of-Gaussians conditionals.
+
+    p(x) = prod_i sum_k pi_ik(x_<i) N(x_i; mu_ik(x_<i), s_ik(x_<i)^2), natural order.
+    A MADE-style masked MLP (Germain et al., 2015) outputs, for every i, the K mixture
+    logits, means and log-scales of p(x_i | x_<i) in one pass (teacher forcing); the
+    conditional of x_1 depends on nothing but the biases. A mixture-density output
+    (Bishop, 1994) lets each conditional be multimodal, as PixelCNN++'s mixture of
+    logistics does for pixels (Salimans et al., 2017).
 
     Args:
-        book_dir: the folder ``book/`` of the repository (from a chapter notebook, ``".."``).
-
-    Returns:
-        the concatenated pages (one blank line between them).
-    """
-    if book_dir is not None:
-        paths = [Path(book_dir) / f for f in BOOK_TEXT_FILES]
-        if all(p.is_file() for p in paths):
-            return "\n\n".join(p.read_text(encoding="utf-8") for p in paths)
-    return FALLBACK_TEXT
-
-
-class CharVocab:
-    """A character vocabulary: the sorted set of characters of a text, with encode / decode."""
-
-    def __init__(self, text: str) -> None:
-        if not isinstance(text, str) or not text:
-            raise ValueError("text: expected a non-empty string")
-        self.chars = sorted(set(text))
-        self.index = {c: i for i, c in enumerate(self.chars)}
-
-    def __len__(self) -> int:
-        return len(self.chars)
-
-    def encode(self, text: str) -> torch.Tensor:
-        """str of length T -> (T,) int64 token indices."""
-        unknown = sorted(set(text) - set(self.index))
-        if unknown:
-            raise ValueError(f"text: characters not in the vocabulary: {unknown!r}")
-        return torch.tensor([self.index[c] for c in text], dtype=torch.long)
-
-    def decode(self, tokens: torch.Tensor | Sequence[int]) -> str:
-        """(T,) token indices -> str."""
-        return "".join(self.chars[int(t)] for t in tokens)
-
-
-class CharTransformer(nn.Module):
-    """A tiny decoder-only Transformer (Vaswani et al., 2017) with a causal mask.
-
-    logits[:, t] parametrises p(w_{t+1} | w_{<=t}): position t attends to positions <= t
-    only, so one forward pass gives every next-token distribution of a sequence at once
-    (teacher forcing).
-
-    Args:
-        vocab_size: number of tokens.  context: longest sequence it reads.
-        d_model, n_heads, n_layers: width, attention heads and depth.
+        d: dimension (>= 1).  n_components: K, mixture components per conditional.
+        hidden: width of the two hidden layers.
     """
 
-    def __init__(self, vocab_size: int, context: int = 64, d_model: int = 64,
-                 n_heads: int = 4, n_layers: int = 2) -> None:
+    #: log-scales are clamped here: exp(-7) ~ 1e-3 and exp(5) ~ 150 (no 0 or overflow).
+    LOG_SCALE_MIN, LOG_SCALE_MAX = -7.0, 5.0
+
+    def __init__(self, d: int = 2, n_components: int = 8, hidden: int = 64) -> None:
         super().__init__()
-        self.vocab_size = check_positive_int(vocab_size, "vocab_size")
-        self.context = check_positive_int(context, "context")
-        d_model = check_positive_int(d_model, "d_model")
-        n_heads = check_positive_int(n_heads, "n_heads")
-        if d_model % n_heads:
-            raise ValueError(f"d_model ({d_model}) must be a multiple of n_heads ({n_heads})")
-        self.tok = nn.Embedding(vocab_size, d_model)
-        self.pos = nn.Embedding(self.context, d_model)
-        layer = nn.TransformerEncoderLayer(d_model, n_heads, 4 * d_model, dropout=0.0,
-                                           batch_first=True, norm_first=True)
-        self.blocks = nn.TransformerEncoder(layer, check_positive_int(n_layers, "n_layers"),
-                                            enable_nested_tensor=False)
-        self.norm = nn.LayerNorm(d_model)
-        self.head = nn.Linear(d_model, vocab_size)
+        self.d = check_positive_int(d, "d")
+        self.k = check_positive_int(n_components, "n_components")
+        hidden = check_positive_int(hidden, "hidden")
+        # degrees (Germain et al.'s m(k)): hidden unit of degree m sees inputs 0..m;
+        # output i sees hidden units of degree < i; for d = 1 nothing is seen.
+        m_in = torch.arange(self.d)
+        m_hid = torch.arange(hidden) % max(self.d - 1, 1)
+        m_out = torch.arange(self.d).repeat_interleave(3 * self.k)    # (3dK,)
+        self.register_buffer("mask1", (m_hid[:, None] >= m_in[None]).float())  # (h, d)
+        self.register_buffer("mask2", (m_hid[:, None] >= m_hid[None]).float())  # (h, h)
+        self.register_buffer("mask3", (m_out[:, None] > m_hid[None]).float())  # (3dK, h)
+        self.lin1 = nn.Linear(self.d, hidden)
+        self.lin2 = nn.Linear(hidden, hidden)
+        self.lin3 = nn.Linear(hidden, 3 * self.d * self.k)
 
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        """idx: (n, T) int64 with T <= context  ->  (n, T, vocab_size) next-token logits."""
-        if idx.ndim != 2 or idx.shape[1] > self.context or idx.shape[1] == 0:
-            raise ValueError(f"idx: expected shape (n, T) with 1 <= T <= {self.context}, "
-                             f"got {tuple(idx.shape)}")
-        T = idx.shape[1]
-        h = self.tok(idx) + self.pos(torch.arange(T, device=idx.device))
-        # -inf above the diagonal: position t cannot attend to any s > t
-        mask = nn.Transformer.generate_square_subsequent_mask(T, device=idx.device)
-        h = self.blocks(h, mask=mask, is_causal=True)
-        return self.head(self.norm(h))
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x: (n, d) -> (logits, means, log_scales), each (n, d, K): p(x_i | x_<i)."""
+        x = as_tensor(x, "x", like=self, shape=(None, self.d))
+        h = F.relu(F.linear(x, self.lin1.weight * self.mask1, self.lin1.bias))  # (n, h)
+        h = F.relu(F.linear(h, self.lin2.weight * self.mask2, self.lin2.bias))  # (n, h)
+        out = F.linear(h, self.lin3.weight * self.mask3, self.lin3.bias)      # (n, 3dK)
+        logits, means, log_scales = out.view(-1, self.d, 3, self.k).unbind(2)  # (n, d, K)
+        log_scales = log_scales.clamp(self.LOG_SCALE_MIN, self.LOG_SCALE_MAX)
+        return logits, means, log_scales
 
-    def loss(self, batch: torch.Tensor) -> torch.Tensor:
-        """Teacher-forcing cross-entropy (nats per token) of a (n, T+1) batch of windows."""
-        logits = self(batch[:, :-1])
-        return F.cross_entropy(logits.reshape(-1, self.vocab_size), batch[:, 1:].reshape(-1))
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (n, d) -> (n,) exact log p(x) = sum_i log sum_k pi_ik N(x_i; mu_ik, s_ik^2)."""
+        x = as_tensor(x, "x", like=self, shape=(None, self.d))
+        logits, means, log_scales = self(x)                              # (n, d, K)
+        z = (x[..., None] - means) * torch.exp(-log_scales)              # (n, d, K)
+        log_normal = -0.5 * z.pow(2) - log_scales - 0.5 * LOG_2PI
+        log_cond = torch.logsumexp(torch.log_softmax(logits, -1) + log_normal, -1)
+        return log_cond.sum(dim=1)                                        # (n,)
+
+    @torch.no_grad()
+    def sample(self, n: int, *, generator: GeneratorLike = None) -> torch.Tensor:
+        """Algorithm 6: draw x_1, then x_2 | x_1, ...; d forward passes.
+
+        Returns:
+            (n, d) samples on the model's device and dtype.
+        """
+        n = check_positive_int(n, "n")
+        dtype, device = module_dtype_device(self)
+        generator = as_generator(generator, "generator", device=device)
+        x = torch.zeros(n, self.d, dtype=dtype, device=device)
+        for i in range(self.d):
+            logits, means, log_scales = (t[:, i] for t in self(x))       # (n, K) each
+            comp = torch.multinomial(torch.softmax(logits, -1), 1,
+                                     generator=generator)               # (n, 1)
+            eps = torch.randn(n, generator=generator, dtype=dtype, device=device)
+            x[:, i] = (means.gather(1, comp)[:, 0]
+                       + log_scales.gather(1, comp)[:, 0].exp() * eps)
+        return x
 
 
-def text_windows(tokens: torch.Tensor, length: int) -> torch.Tensor:
-    """All overlapping windows of ``length`` tokens: (T,) -> (T - length + 1, length)."""
-    length = check_positive_int(length, "length")
-    if tokens.ndim != 1 or tokens.shape[0] < length:
-        raise ValueError(f"tokens: expected a 1-D tensor of at least {length} tokens")
-    return tokens.unfold(0, length, 1)
+# ---------------------------------------------------------------------------------------------
+# Colour channels in PixelCNN: masks between channel groups at the centre pixel
+# ---------------------------------------------------------------------------------------------
 
 
-@torch.no_grad()
-def sequence_log_prob(model: CharTransformer, tokens: torch.Tensor,
-                      batch_size: int = 256) -> torch.Tensor:
-    """log p(w_t | w_<t) for t = 2..T of one long sequence (nats), each token conditioned on
-    the (up to) ``model.context`` tokens before it: exactly what :func:`generate` uses.
+def channel_groups(channels: int, n_colors: int = 3, name: str = "channels") -> torch.Tensor:
+    """The colour group of each channel: contiguous blocks, (channels,) in 0..n_colors-1.
+
+    Channel c of a layer with C = n_colors * m channels belongs to colour c // m (the first
+    m channels carry R, the next m G, ...).
+    """
+    channels = check_positive_int(channels, name)
+    n_colors = check_positive_int(n_colors, "n_colors")
+    if channels % n_colors:
+        raise ValueError(f"{name}: expected a multiple of n_colors = {n_colors}, "
+                         f"got {channels}")
+    return torch.arange(channels) // (channels // n_colors)
+
+
+class ColorMaskedConv2d(MaskedConv2d):
+    """A masked convolution for colour images, ordered pixel by pixel and R, G, B inside.
+
+    The order is x_{1,R}, x_{1,G}, x_{1,B}, x_{2,R}, ...  (van den Oord et al., 2016,
+    Sec. 3.4): positions before the centre are fully visible, positions after it hidden,
+    and at the centre an output channel of colour g sees input colours h < g (type "A")
+    or h <= g (type "B"). Input and output channels are split in ``n_colors`` contiguous
+    groups (:func:`channel_groups`).
 
     Args:
-        tokens: (T,) int64.
-
-    Returns:
-        (T - 1,) log-probabilities of tokens 2..T.
+        mask_type: "A" or "B".  in_channels, out_channels: multiples of ``n_colors``.
+        kernel_size: odd.  n_colors: number of colour channels (3 for RGB).
     """
-    if tokens.ndim != 1 or tokens.shape[0] < 2:
-        raise ValueError("tokens: expected a 1-D tensor of at least 2 tokens")
-    model.eval()
-    C = min(model.context, tokens.shape[0] - 1)
-    # the first window predicts targets 1..C from prefixes of lengths 1..C (teacher forcing)
-    logp = torch.log_softmax(model(tokens[None, :C])[0], dim=-1)
-    parts = [logp.gather(1, tokens[1 : C + 1, None])[:, 0]]
-    # every later target j sees exactly the C tokens before it: the last position of a window
-    targets = tokens[C + 1 :]
-    if targets.numel() == 0:
-        return parts[0]
-    windows = text_windows(tokens[1:-1], C)  # window k = tokens[k+1 : k+1+C] predicts k+1+C
-    for s in range(0, windows.shape[0], batch_size):
-        logits = model(windows[s : s + batch_size])[:, -1]
-        lp = torch.log_softmax(logits, dim=-1)
-        parts.append(lp.gather(1, targets[s : s + batch_size, None])[:, 0])
-    return torch.cat(parts)
 
-
-@torch.no_grad()
-def generate(
-    model: CharTransformer,
-    vocab: CharVocab,
-    prompt: str,
-    n_new: int,
-    *,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    greedy: bool = False,
-    generator: torch.Generator | None = None,
-) -> str:
-    """Continue ``prompt`` by ``n_new`` characters with Algorithm 6 (one token per pass).
-
-    Args:
-        greedy: take the argmax at every step instead of sampling (the T -> 0 limit).
-        temperature, top_k, top_p, generator: as in :func:`sample_logits`.
-
-    Returns:
-        the prompt followed by the ``n_new`` generated characters.
-    """
-    n_new = check_positive_int(n_new, "n_new", minimum=0)
-    if not prompt:
-        raise ValueError("prompt: expected at least one character")
-    model.eval()
-    idx = vocab.encode(prompt)
-    for _ in range(n_new):
-        logits = model(idx[-model.context:][None])[0, -1]  # (V,): p(w_{t+1} | last context tokens)
-        if greedy:
-            nxt = logits.argmax()
-        else:
-            nxt = sample_logits(logits, temperature, top_k, top_p, generator=generator)
-        idx = torch.cat([idx, nxt.reshape(1)])
-    return vocab.decode(idx)
+    def __init__(self, mask_type: str, in_channels: int, out_channels: int,
+                 kernel_size: int | tuple[int, int], n_colors: int = 3,
+                 **conv2d_kwargs) -> None:
+        super().__init__(mask_type, in_channels, out_channels, kernel_size,
+                         **conv2d_kwargs)
+        g_in = channel_groups(in_channels, n_colors, "in_channels")       # (C_in,)
+        g_out = channel_groups(out_channels, n_colors, "out_channels")    # (C_out,)
+        kh, kw = self.kernel_size
+        mask = self.mask.expand(out_channels, in_channels, kh, kw).clone()
+        centre = g_in[None] < g_out[:, None]                  # type A: earlier colours
+        if mask_type == "B":
+            centre = g_in[None] <= g_out[:, None]             # type B: and its own
+        mask[:, :, kh // 2, kw // 2] = centre.float()
+        self.mask = mask                                      # (C_out, C_in, kh, kw)

@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from coursekit.validation import RngLike, as_rng, check_positive_int
+from coursekit.validation import RngLike, as_rng, check_array, check_positive_int
 
 TOY_2D = ("eight_gaussians", "grid25", "moons", "checkerboard", "swiss_roll", "rings")
 
@@ -94,26 +94,34 @@ _SAMPLERS = {
 }
 
 
-def toy_2d(name: str, n: int, seed: RngLike = None) -> np.ndarray:
+def toy_2d(name: str, n: int, rng: RngLike = None, *, seed: RngLike = None) -> np.ndarray:
     """Draw ``n`` points from a 2-D toy distribution.
 
     Args:
         name: one of :data:`TOY_2D` (see the module docstring for parameters).
         n: number of points.
-        seed: a NumPy ``Generator``, an int seed or None.
+        rng: a NumPy ``Generator``, an int seed or None (a seed drawn from NumPy's global
+            state, which ``seed_everything`` seeds), like every NumPy function of coursekit.
+        seed: the old name of ``rng`` (same meaning); pass one of the two.
 
     Returns:
         x: (n, 2) float64 array.
     """
-    if name not in _SAMPLERS:
-        raise ValueError(f"unknown toy data set {name!r}; valid names: {', '.join(TOY_2D)}")
+    if not isinstance(name, str) or name not in _SAMPLERS:
+        raise ValueError(f"name: unknown toy data set {name!r}; valid names: {', '.join(TOY_2D)}")
     n = check_positive_int(n, "n")
-    return _SAMPLERS[name](n, as_rng(seed))
+    if seed is not None:
+        if rng is not None:
+            raise ValueError("rng: pass rng or its old name seed, not both")
+        return _SAMPLERS[name](n, as_rng(seed, "seed"))
+    return _SAMPLERS[name](n, as_rng(rng, "rng"))
 
 
 def checkerboard_density(x: np.ndarray) -> np.ndarray:
-    """Exact density of the ``checkerboard`` toy at points ``x`` of shape (n, 2)."""
-    x = np.asarray(x, dtype=float)
+    """Exact density of the ``checkerboard`` toy at points ``x`` of shape (..., 2)."""
+    x = check_array(x, "x")
+    if x.ndim == 0 or x.shape[-1] != 2:
+        raise ValueError(f"x: expected points of shape (..., 2), got {x.shape}")
     inside = np.all(np.abs(x) <= 4.0, axis=-1)
     col = np.floor(x[..., 0] / 2.0)
     row = np.floor(x[..., 1] / 2.0)
@@ -138,7 +146,7 @@ def load_digits(split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
     from sklearn.datasets import load_digits as _sk_load_digits
     from sklearn.model_selection import train_test_split
 
-    if split not in ("train", "test", "all"):
+    if not isinstance(split, str) or split not in ("train", "test", "all"):
         raise ValueError(f"split: expected 'train', 'test' or 'all', got {split!r}")
     bunch = _sk_load_digits()
     images = bunch.images.astype(np.float32) / 16.0  # pixel intensities are integers 0..16

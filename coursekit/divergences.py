@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from coursekit.numerics import sq_dists
 from coursekit.validation import (
     RngLike,
     as_rng,
@@ -91,10 +92,9 @@ def kl_gaussian(mean0: Any, cov0: Any, mean1: Any, cov1: Any) -> float:
     return float(max(kl, 0.0))
 
 
-def _to_numpy(values: Any) -> np.ndarray:
-    if hasattr(values, "detach"):  # a torch tensor
-        values = values.detach().cpu().numpy()
-    return np.asarray(values, dtype=float)
+def _to_numpy(values: Any, name: str) -> np.ndarray:
+    # check_array detaches tensors; NaN is reported with its own message below.
+    return check_array(values, name, finite=False).reshape(-1)
 
 
 def kl_monte_carlo(
@@ -118,10 +118,13 @@ def kl_monte_carlo(
         With ``return_stderr``: ``(estimate, stderr)``.
     """
     if not callable(log_p) or not callable(log_q):
-        raise ValueError("log_p and log_q: expected callables returning log-densities")
-    lp = _to_numpy(log_p(samples)).reshape(-1)
-    lq = _to_numpy(log_q(samples)).reshape(-1)
-    n = len(samples)
+        raise TypeError("log_p and log_q: expected callables returning log-densities")
+    if isinstance(samples, (str, bytes)) or not hasattr(samples, "__len__"):
+        raise TypeError(f"samples: expected an array of draws, got {type(samples).__name__}")
+    # The draws themselves must be finite numbers, at least 2 of them (for the standard error).
+    n = check_array(samples, "samples", min_rows=2).shape[0]
+    lp = _to_numpy(log_p(samples), "log_p(samples)")
+    lq = _to_numpy(log_q(samples), "log_q(samples)")
     if lp.shape != (n,) or lq.shape != (n,):
         raise ValueError(
             f"log_p and log_q: expected one log-density per sample, shape ({n},), "
@@ -253,16 +256,31 @@ def sliced_wasserstein(
 
 def _median_bandwidth(x: np.ndarray, y: np.ndarray) -> float:
     z = np.concatenate([x, y])[:1000]  # the median of a subset is enough for a heuristic
-    d2 = np.sum((z[:, None, :] - z[None, :, :]) ** 2, axis=-1)
+    d2 = sq_dists(z)  # (<= 1000, <= 1000), centred: exact for data far from the origin
     med = np.median(d2[np.triu_indices(len(z), k=1)])
     if med <= 0:
-        raise ValueError("bandwidth='median': all points coincide, choose a bandwidth")
+        raise ValueError("bandwidth: all points coincide, so 'median' gives 0; choose a number")
     return float(np.sqrt(med / 2.0))
 
 
-def _gaussian_gram(a: np.ndarray, b: np.ndarray, h: float) -> np.ndarray:
-    sq = (np.sum(a * a, axis=1)[:, None] + np.sum(b * b, axis=1)[None, :] - 2.0 * a @ b.T)
-    return np.exp(-np.maximum(sq, 0.0) / (2.0 * h * h))  # clip tiny negative round-off
+#: Rows of the kernel matrix computed at once by :func:`mmd`: memory O(block * (n + m)).
+MMD_BLOCK = 512
+
+
+def _kernel_sum(a: np.ndarray, b: np.ndarray, h: float, *, same: bool = False) -> float:
+    """sum_{i,j} k(a_i, b_j) for the Gaussian kernel, in blocks of rows (no n x m matrix).
+
+    With ``same`` (a is b), the diagonal terms k(a_i, a_i) = 1 are left out (U-statistic).
+    """
+    total = 0.0
+    for start in range(0, a.shape[0], MMD_BLOCK):
+        block = a[start : start + MMD_BLOCK]
+        d2 = sq_dists(block, b)  # (block, m), on centred data
+        if same:
+            rows = np.arange(block.shape[0])
+            d2[rows, start + rows] = np.inf  # k = exp(-inf) = 0: the diagonal is left out
+        total += float(np.exp(-d2 / (2.0 * h * h)).sum())
+    return total
 
 
 def mmd(x: Any, y: Any, bandwidth: float | str = 1.0, *, unbiased: bool = True) -> float:
@@ -287,6 +305,10 @@ def mmd(x: Any, y: Any, bandwidth: float | str = 1.0, *, unbiased: bool = True) 
 
     Returns:
         the estimate of the squared MMD.
+
+    Memory: the kernel matrices are summed block by block (:data:`MMD_BLOCK` rows at a
+    time), so 20 000 points need megabytes, not three dense n x n matrices. Distances are
+    computed on data centred on the pooled mean (:func:`coursekit.numerics.sq_dists`).
     """
     x, y = _check_two_samples(x, y)
     if x.shape[0] < 2 or y.shape[0] < 2:
@@ -298,11 +320,16 @@ def mmd(x: Any, y: Any, bandwidth: float | str = 1.0, *, unbiased: bool = True) 
     else:
         h = check_positive(bandwidth, "bandwidth")
     n, m = x.shape[0], y.shape[0]
-    kxx, kyy, kxy = _gaussian_gram(x, x, h), _gaussian_gram(y, y, h), _gaussian_gram(x, y, h)
+    # Distances do not change under a common translation: centring on the pooled mean keeps
+    # the digits that ||a||^2 - 2 a.b + ||b||^2 would cancel for shifted data.
+    centre = np.concatenate([x, y]).mean(axis=0)
+    x, y = x - centre, y - centre
+    kxy = _kernel_sum(x, y, h) / (n * m)
     if unbiased:
-        # The U-statistic leaves out the diagonal terms k(x_i, x_i) (= 1 up to round-off).
-        term_x = (kxx.sum() - np.trace(kxx)) / (n * (n - 1))
-        term_y = (kyy.sum() - np.trace(kyy)) / (m * (m - 1))
+        # The U-statistic leaves out the diagonal terms k(x_i, x_i) = 1.
+        term_x = _kernel_sum(x, x, h, same=True) / (n * (n - 1))
+        term_y = _kernel_sum(y, y, h, same=True) / (m * (m - 1))
     else:
-        term_x, term_y = kxx.mean(), kyy.mean()
-    return float(term_x + term_y - 2.0 * kxy.mean())
+        term_x = (_kernel_sum(x, x, h, same=True) + n) / (n * n)
+        term_y = (_kernel_sum(y, y, h, same=True) + m) / (m * m)
+    return float(term_x + term_y - 2.0 * kxy)

@@ -24,24 +24,30 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm
 
-from coursekit.utils import progress
-from coursekit.validation import check_positive, check_positive_int
+from coursekit.utils import train
+from coursekit.validation import (
+    GeneratorLike,
+    as_generator,
+    as_tensor,
+    check_positive,
+    check_positive_int,
+    module_dtype_device,
+)
 
 Energy = Callable[[torch.Tensor], torch.Tensor]
 
 
-def _check_points(x: torch.Tensor, name: str) -> None:
-    if not isinstance(x, torch.Tensor) or x.ndim != 2 or x.shape[0] == 0:
-        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        raise ValueError(f"{name}: expected a non-empty torch.Tensor of shape (n, d), got {shape}")
-    if not torch.isfinite(x).all():
-        raise ValueError(f"{name}: contains NaN or infinite values")
+def _points(energy: Energy, x: object, name: str) -> torch.Tensor:
+    """``x`` as an (n, d) tensor, in the energy's dtype and device when it is a model."""
+    if not callable(energy):
+        raise TypeError(f"energy: expected a callable (n, d) -> (n,), got {type(energy).__name__}")
+    like = energy if isinstance(energy, nn.Module) else None
+    return as_tensor(x, name, like=like, ndim=2)
 
 
 def energy_grad(energy: Energy, x: torch.Tensor) -> torch.Tensor:
@@ -50,6 +56,7 @@ def energy_grad(energy: Energy, x: torch.Tensor) -> torch.Tensor:
     ``torch.autograd.grad`` with ``inputs=x`` only differentiates with respect to ``x``, so a
     sampling chain never accumulates gradients into the model's ``.grad`` fields.
     """
+    x = _points(energy, x, "x")
     with torch.enable_grad():
         x = x.detach().requires_grad_(True)
         e = energy(x)
@@ -67,7 +74,7 @@ def langevin(
     *,
     noise: bool = True,
     return_chain: bool = False,
-    generator: torch.Generator | None = None,
+    generator: GeneratorLike = None,
     noise_scale: float = 1.0,
     grad_clip: float | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
@@ -84,7 +91,8 @@ def langevin(
         n_steps: number of updates, >= 1.
         noise: add the Gaussian term (False: gradient descent).
         return_chain: also return every state.
-        generator: torch generator for the noise (reproducible chains).
+        generator: a ``torch.Generator``, an int seed or None (a seed drawn from torch's
+            global state) for the noise, on the device of the chains.
         noise_scale: multiplies the noise term (1 = exact Langevin; < 1 is the "cold"
             sampler used to train EBMs, Du & Mordatch 2019; Nijkamp et al. 2019).
         grad_clip: if set, clip each coordinate of ``grad E`` to ``[-grad_clip, grad_clip]``
@@ -94,11 +102,11 @@ def langevin(
         x: (n, d) final states; with ``return_chain``, also chain: (n_steps + 1, n, d)
         including ``x0``.
     """
-    _check_points(x0, "x0")
+    x0 = _points(energy, x0, "x0")
     eta = check_positive(step_size, "step_size")
     n_steps = check_positive_int(n_steps, "n_steps")
-    if noise_scale < 0 or not math.isfinite(noise_scale):
-        raise ValueError(f"noise_scale: expected a finite number >= 0, got {noise_scale}")
+    noise_scale = _check_nonneg(noise_scale, "noise_scale")
+    generator = as_generator(generator, "generator", device=x0.device)
     if grad_clip is not None:
         grad_clip = check_positive(grad_clip, "grad_clip")
     x = x0.detach().clone()
@@ -119,6 +127,16 @@ def langevin(
     if return_chain:
         return x, torch.stack(chain)
     return x
+
+
+def _check_nonneg(value: object, name: str) -> float:
+    try:
+        v = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected a finite number >= 0, got {value!r}") from None
+    if not math.isfinite(v) or v < 0:
+        raise ValueError(f"{name}: expected a finite number >= 0, got {value!r}")
+    return v
 
 
 def ula_gaussian_variance(sigma2: float, step_size: float) -> float:
@@ -165,7 +183,11 @@ def grid_log_partition(
     Returns:
         a 0-dim tensor.
     """
+    if not callable(energy):
+        raise TypeError(f"energy: expected a callable (n, 2) -> (n,), got {type(energy).__name__}")
     points, area = grid_points(lim, n, dtype)
+    if isinstance(energy, nn.Module):
+        points = points.to(module_dtype_device(energy)[1])  # the grid lives with the model
     e = energy(points)
     if e.shape != (points.shape[0],):
         raise ValueError(f"energy: expected an output of shape ({points.shape[0]},), got {tuple(e.shape)}")
@@ -177,7 +199,9 @@ def grid_log_prob(energy: Energy, x: torch.Tensor, lim: float = 4.0, n: int = 20
 
     The grid has the dtype of ``x``.
     """
-    _check_points(x, "x")
+    x = _points(energy, x, "x")
+    if x.shape[1] != 2:
+        raise ValueError(f"x: expected points of shape (m, 2) (a 2-D grid), got {tuple(x.shape)}")
     return -energy(x) - grid_log_partition(energy, lim, n, x.dtype)
 
 
@@ -208,6 +232,7 @@ class EnergyMLP(nn.Module):
         dim = check_positive_int(dim, "dim")
         hidden = check_positive_int(hidden, "hidden")
         n_hidden = check_positive_int(n_hidden, "n_hidden")
+        self.dim = dim
         sizes = [dim] + [hidden] * n_hidden + [1]
         layers: list[nn.Module] = []
         for i in range(len(sizes) - 1):
@@ -220,6 +245,7 @@ class EnergyMLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x: (n, dim)`` -> energies ``(n,)``."""
+        x = as_tensor(x, "x", like=self, shape=(None, self.dim), min_rows=0)
         return self.log_out_scale.exp() * self.net(x).squeeze(-1)
 
 
@@ -239,9 +265,10 @@ def train_ebm(
     init_lim: float = 4.0,
     energy_reg: float = 0.1,
     grad_clip: float | None = None,
-    clip_params: float | None = 1.0,
-    generator: torch.Generator | None = None,
+    clip_grad: float | None = 1.0,
+    generator: GeneratorLike = None,
     desc: str = "training EBM",
+    show_progress: bool = True,
 ) -> dict[str, list[float]]:
     """Contrastive-divergence training: pull energy down on data, push it up on model samples.
 
@@ -255,49 +282,64 @@ def train_ebm(
        the negative log-likelihood gradient ``grad E(x) - E_{p_theta}[grad E]`` with the
        expectation replaced by the chains' samples; the square term keeps energies small so
        that they cannot drift off together (Du & Mordatch 2019);
-    3. an Adam step, with the parameter gradient norm clipped to ``clip_params``.
+    3. an Adam step (betas (0, 0.999)), with the parameter gradient norm clipped to
+       ``clip_grad``, through the shared loop :func:`coursekit.utils.train` (tqdm bar;
+       mini-batches drawn without replacement, reshuffled every epoch).
 
     Args:
         model: energy network, (n, d) -> (n,).
-        data: (N, d) training points.
+        data: (N, d) training points (tensor or array, any float dtype).
         n_steps: number of parameter updates.
         langevin_steps, step_size, noise_scale, grad_clip: passed to :func:`langevin`.
-        generator: torch generator for batches, chain initializations and noise.
+        clip_grad: None or a number > 0, the bound on the parameters' gradient norm (the
+            same argument as in :func:`coursekit.utils.train`).
+        generator: a ``torch.Generator``, an int seed or None (a seed drawn from torch's
+            global state) for batches, chain initializations and noise.
 
     Returns:
         histories: ``{"loss": ..., "E(data)": ..., "E(samples)": ...}`` (one float per step).
         The final chain states are stored as ``model.buffer`` (a (buffer_size, d) tensor).
     """
-    _check_points(data, "data")
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model: expected a torch.nn.Module energy, got {type(model).__name__}")
+    data = as_tensor(data, "data", like=model, ndim=2, detach=True)
     n_steps = check_positive_int(n_steps, "n_steps")
-    batch_size = min(check_positive_int(batch_size, "batch_size"), data.shape[0])
+    batch_size = check_positive_int(batch_size, "batch_size")
     langevin_steps = check_positive_int(langevin_steps, "langevin_steps")
+    step_size = check_positive(step_size, "step_size")
+    noise_scale = _check_nonneg(noise_scale, "noise_scale")
     buffer_size = check_positive_int(buffer_size, "buffer_size")
     init_lim = check_positive(init_lim, "init_lim")
-    if not 0.0 <= reinit_prob <= 1.0:
+    reinit_prob = _check_nonneg(reinit_prob, "reinit_prob")
+    if reinit_prob > 1.0:
         raise ValueError(f"reinit_prob: expected a probability in [0, 1], got {reinit_prob}")
-    if energy_reg < 0:
-        raise ValueError(f"energy_reg: expected a number >= 0, got {energy_reg}")
-    if generator is None:
-        generator = torch.Generator().manual_seed(0)
+    energy_reg = _check_nonneg(energy_reg, "energy_reg")
+    if grad_clip is not None:
+        grad_clip = check_positive(grad_clip, "grad_clip")
+    lr = check_positive(lr, "lr")
+    dtype, device = module_dtype_device(model)
+    generator = as_generator(generator, "generator", device=device)
+    # utils.train shuffles on the CPU; on a GPU its generator is seeded from ours.
+    shuffle = generator if device.type == "cpu" else torch.Generator().manual_seed(
+        int(torch.randint(0, 2**62, (1,), generator=generator, device=device).item()))
     d = data.shape[1]
 
     def noise_init(m: int) -> torch.Tensor:
-        return init_lim * (2.0 * torch.rand(m, d, generator=generator) - 1.0)
+        u = torch.rand(m, d, generator=generator, dtype=dtype, device=device)
+        return init_lim * (2.0 * u - 1.0)  # uniform on [-init_lim, init_lim]^d
 
     buffer = noise_init(buffer_size)
-    optimizer = torch.optim.Adam(model.parameters(), lr=check_positive(lr, "lr"), betas=(0.0, 0.999))
     hist: dict[str, list[float]] = {"loss": [], "E(data)": [], "E(samples)": []}
-    bar = progress(range(n_steps), desc=desc)
-    for _ in bar:
-        x = data[torch.randint(data.shape[0], (batch_size,), generator=generator)]
+
+    def loss_fn(x: torch.Tensor) -> torch.Tensor:
+        m = x.shape[0]
         if persistent:
-            idx = torch.randint(buffer_size, (batch_size,), generator=generator)
+            idx = torch.randint(buffer_size, (m,), generator=generator, device=device)
             start = buffer[idx]
-            fresh = torch.rand(batch_size, generator=generator) < reinit_prob
+            fresh = torch.rand(m, generator=generator, dtype=dtype, device=device) < reinit_prob
             start[fresh] = noise_init(int(fresh.sum()))
         else:
-            idx, start = None, noise_init(batch_size)
+            idx, start = None, noise_init(m)
         # Inside `cached()`, parametrized weights (spectral norm) are computed once per chain
         # instead of at every Langevin step; computing them under no_grad keeps the chain's
         # graphs small (the chain needs gradients in x only).
@@ -309,19 +351,17 @@ def train_ebm(
         if idx is not None:
             buffer[idx] = u
         e_data, e_model = model(x), model(u)
-        loss = e_data.mean() - e_model.mean() + energy_reg * (e_data.pow(2).mean() + e_model.pow(2).mean())
-        if not torch.isfinite(loss):
-            raise ValueError(f"loss became {loss.item()} at step {len(hist['loss'])}: lower lr or step_size")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if clip_params is not None:
-            nn.utils.clip_grad_norm_(model.parameters(), clip_params)
-        optimizer.step()
-        hist["loss"].append(loss.item())
         hist["E(data)"].append(e_data.mean().item())
         hist["E(samples)"].append(e_model.mean().item())
-        if len(hist["loss"]) % 25 == 0:
-            bar.set_postfix(E_data=f"{np.mean(hist['E(data)'][-25:]):.2f}",
-                            E_samples=f"{np.mean(hist['E(samples)'][-25:]):.2f}")
+        # mean E(x) - mean E(u): the contrastive-divergence gradient; the square term keeps
+        # the energies near 0 (Du & Mordatch 2019).
+        return e_data.mean() - e_model.mean() + energy_reg * (
+            e_data.pow(2).mean() + e_model.pow(2).mean())
+
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.0, 0.999))
+    hist["loss"] = train(
+        loss_fn, optimizer, data, n_steps=n_steps, batch_size=batch_size, clip_grad=clip_grad,
+        generator=shuffle, desc=desc, show_progress=show_progress,
+    )
     model.buffer = buffer
     return hist

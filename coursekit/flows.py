@@ -19,29 +19,22 @@ Papamakarios et al. 2021 and Kobyzev et al. 2020 (reviews).
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
-from coursekit.validation import check_positive, check_positive_int
+# ``standard_normal_log_prob`` lives in coursekit.numerics; re-exported here, where the
+# flows chapter first meets it (``flows.standard_normal_log_prob``).
+from coursekit.numerics import standard_normal_log_prob
+from coursekit.validation import (
+    GeneratorLike,
+    as_generator,
+    as_tensor,
+    check_positive,
+    check_positive_int,
+    module_dtype_device,
+)
 
-_LOG_2PI = math.log(2.0 * math.pi)
-
-
-def standard_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
-    """``log q(z)`` for the latent ``Q = N(0, I_d)``; ``z: (n, d)`` -> ``(n,)``."""
-    return -0.5 * (z.pow(2).sum(dim=-1) + z.shape[-1] * _LOG_2PI)
-
-
-def _check_input(x: torch.Tensor, dim: int, name: str) -> None:
-    if not isinstance(x, torch.Tensor):
-        raise ValueError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
-    if x.ndim != 2 or x.shape[1] != dim:
-        raise ValueError(f"{name}: expected shape (n, {dim}), got {tuple(x.shape)}")
-    # A NaN would flow through every layer and come out as a NaN log-density.
-    if not torch.isfinite(x).all():
-        raise ValueError(f"{name}: contains NaN or infinite values")
+__all__ = ["AffineCoupling", "Monotone1d", "RealNVP", "standard_normal_log_prob"]
 
 
 class _Flow(nn.Module):
@@ -58,15 +51,24 @@ class _Flow(nn.Module):
         Returns:
             (n,) log-densities ``log p_hat(x)`` (Eq. 1 in log form).
         """
+        # Any float dtype, NumPy or torch, is moved to the model's dtype and device.
+        x = as_tensor(x, "x", like=self, shape=(None, self.dim))
         z, log_det = self(x)
         return standard_normal_log_prob(z) + log_det
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Generation (two steps): draw ``z ~ N(0, I)``, return ``F^{-1}(z)`` of shape (n, dim)."""
+    def sample(self, n: int, generator: GeneratorLike = None) -> torch.Tensor:
+        """Generation (two steps): draw ``z ~ N(0, I)``, return ``F^{-1}(z)`` of shape (n, dim).
+
+        Args:
+            n: number of samples.
+            generator: a ``torch.Generator``, an int seed or None (a seed drawn from
+                torch's global state); ``z`` is drawn on the model's device.
+        """
         n = check_positive_int(n, "n")
-        param = next(self.parameters())
-        z = torch.randn(n, self.dim, generator=generator, dtype=param.dtype)
-        return self.inverse(z.to(param.device))
+        dtype, device = module_dtype_device(self)
+        gen = as_generator(generator, "generator", device=device)
+        z = torch.randn(n, self.dim, generator=gen, dtype=dtype, device=device)
+        return self.inverse(z)
 
 
 class Monotone1d(_Flow):
@@ -103,7 +105,7 @@ class Monotone1d(_Flow):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalizing direction. ``x: (n, 1)`` -> ``z: (n, 1)``, ``log_det = log F'(x): (n,)``."""
-        _check_input(x, 1, "x")
+        x = as_tensor(x, "x", like=self, shape=(None, 1))
         a, w, s = self._params()
         u = s * (x - self.c)  # (n, K)
         th = torch.tanh(u)
@@ -117,7 +119,8 @@ class Monotone1d(_Flow):
 
         60 halvings shrink the bracket of width ``2W/a`` by ``2^-60``: below float64 resolution.
         """
-        _check_input(z, 1, "z")
+        z = as_tensor(z, "z", like=self, shape=(None, 1))
+        n_iter = check_positive_int(n_iter, "n_iter")
         a, w, _ = self._params()
         half_width = w.sum() / a
         centre = (z - self.b) / a
@@ -154,7 +157,7 @@ class AffineCoupling(nn.Module):
 
     def __init__(self, mask: torch.Tensor, hidden: int = 64, scale_bound: float = 2.0) -> None:
         super().__init__()
-        mask = torch.as_tensor(mask, dtype=torch.get_default_dtype())
+        mask = as_tensor(mask, "mask", dtype=torch.get_default_dtype(), detach=True)
         if mask.ndim != 1 or not torch.all((mask == 0) | (mask == 1)):
             raise ValueError(f"mask: expected a 1-D tensor of zeros and ones, got {mask}")
         if mask.sum() == 0 or mask.sum() == mask.numel():
@@ -179,14 +182,14 @@ class AffineCoupling(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``x: (n, dim)`` -> ``z: (n, dim)``, ``log|det J|: (n,)``."""
-        _check_input(x, self.dim, "x")
+        x = as_tensor(x, "x", like=self, shape=(None, self.dim))
         s, t = self._scale_shift(x * self.mask)
         z = x * s.exp() + t  # masked coordinates: s = t = 0, so z = x there
         return z, s.sum(dim=1)
 
     def inverse(self, z: torch.Tensor) -> torch.Tensor:
         """``z: (n, dim)`` -> ``x: (n, dim)``, exact inverse of :meth:`forward`."""
-        _check_input(z, self.dim, "z")
+        z = as_tensor(z, "z", like=self, shape=(None, self.dim))
         s, t = self._scale_shift(z * self.mask)
         return (z - t) * (-s).exp()
 
@@ -222,7 +225,7 @@ class RealNVP(_Flow):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``x: (n, dim)`` -> ``z = F(x): (n, dim)``, ``log|det Jac_F(x)|: (n,)``."""
-        _check_input(x, self.dim, "x")
+        x = as_tensor(x, "x", like=self, shape=(None, self.dim))
         x = (x - self.loc) * (-self.log_scale).exp()
         log_det = (-self.log_scale).sum().expand(x.shape[0])
         for layer in self.layers:
@@ -232,7 +235,7 @@ class RealNVP(_Flow):
 
     def inverse(self, z: torch.Tensor) -> torch.Tensor:
         """``z: (n, dim)`` -> ``x = F^{-1}(z): (n, dim)``."""
-        _check_input(z, self.dim, "z")
+        z = as_tensor(z, "z", like=self, shape=(None, self.dim))
         for layer in reversed(self.layers):
             z = layer.inverse(z)
         return z * self.log_scale.exp() + self.loc

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from coursekit.numerics import LOG_2PI, logsumexp, softplus_inverse, sq_dists
 from coursekit.sampling import sample_categorical
 from coursekit.validation import (
     RngLike,
@@ -29,47 +30,11 @@ from coursekit.validation import (
     check_spd,
 )
 
-LOG_2PI = float(np.log(2.0 * np.pi))
-
-# --------------------------------------------------------------------------------------
-# log-sum-exp
-# --------------------------------------------------------------------------------------
-
-
-def logsumexp(a: np.ndarray, axis: int | tuple[int, ...] | None = -1,
-              keepdims: bool = False) -> np.ndarray:
-    """Stable ``log(sum(exp(a), axis))``: the LSE of the slides.
-
-    The trick: LSE(a) = m + log sum exp(a - m) with m = max a, so the largest exponent is
-    exp(0) = 1 (no overflow) and the sum is >= 1 (no log of an underflowed 0).
-
-    Edge cases: a slice of only ``-inf`` gives ``-inf`` (the log of an empty sum, i.e. a
-    zero probability) without a warning; a ``+inf`` entry gives ``+inf``.
-
-    Args:
-        a: array of any shape (log-values).
-        axis: axis or axes to reduce (None: all of them).
-        keepdims: keep the reduced axes with length 1.
-
-    Returns:
-        the reduced array (a NumPy float, or an array).
-
-    Raises:
-        ValueError: if ``a`` is empty along the reduced axes or contains NaN.
-    """
-    arr = check_array(a, "a", finite=False)
-    if np.isnan(arr).any():
-        raise ValueError("a: contains NaN; log-sum-exp of NaN is undefined")
-    if arr.size == 0:
-        raise ValueError("a: expected a non-empty array")
-    m = np.max(arr, axis=axis, keepdims=True)
-    # A shift by -inf (all entries -inf) or +inf would give inf - inf = NaN: shift by 0 instead.
-    m_safe = np.where(np.isfinite(m), m, 0.0)
-    with np.errstate(divide="ignore", over="ignore"):
-        out = np.log(np.sum(np.exp(arr - m_safe), axis=axis, keepdims=True)) + m_safe
-    if not keepdims:
-        out = np.squeeze(out, axis=axis) if axis is not None else out.reshape(())
-    return out[()] if out.ndim == 0 else out
+# log-sum-exp and the Gaussian constant have one home, coursekit.numerics; they are
+# re-exported here because the mixture chapter introduces them (``gmm.logsumexp``).
+__all__ = [
+    "LOG_2PI", "GaussianMixture", "fit_em", "fit_gd", "initialize", "kmeans", "logsumexp",
+]
 
 
 # --------------------------------------------------------------------------------------
@@ -151,7 +116,9 @@ class GaussianMixture:
         return f"GaussianMixture(n_components={self.n_components}, dim={self.dim})"
 
     def _check_x(self, x: np.ndarray) -> np.ndarray:
-        x = check_array(x, "x", ndim=2)
+        if np.ndim(x) == 1 and self.dim == 1:
+            raise ValueError(f"x: expected shape (n, 1), got {np.shape(x)} (use x[:, None])")
+        x = check_array(x, "x", ndim=2, min_rows=1)
         if x.shape[1] != self.dim:
             raise ValueError(f"x: expected shape (n, {self.dim}), got {x.shape}")
         return x
@@ -258,26 +225,37 @@ class GaussianMixture:
 # --------------------------------------------------------------------------------------
 
 
-def _check_data(x: np.ndarray, n_components: int) -> tuple[np.ndarray, int]:
+def _check_data(x: np.ndarray, n_components: int,
+                name: str = "n_components") -> tuple[np.ndarray, int]:
     x = check_array(x, "x", finite=False)
     if x.ndim != 2:
         hint = " (for 1-D data use x[:, None])" if x.ndim == 1 else ""
         raise ValueError(f"x: expected a 2-D array of shape (n, d), got shape {x.shape}{hint}")
     if not np.all(np.isfinite(x)):
         raise ValueError("x: contains NaN or infinite values")
-    n_components = check_positive_int(n_components, "n_components")
+    if x.shape[0] == 0:
+        raise ValueError("x: expected at least one data point, got an empty array")
+    n_components = check_positive_int(n_components, name)
     if n_components > x.shape[0]:
         raise ValueError(
-            f"n_components: {n_components} components but only {x.shape[0]} data points; "
+            f"{name}: {n_components} components but only {x.shape[0]} data points; "
             "use at most as many components as points"
         )
     return x, n_components
 
 
+def _data_scale(x: np.ndarray) -> float:
+    """The mean per-coordinate variance of x: the unit in which ``reg`` is measured.
+
+    Falls back to 1 for constant data (all points equal), where there is no scale.
+    """
+    v = float(np.mean(np.var(x, axis=0)))
+    return v if v > 0 and np.isfinite(v) else 1.0
+
+
 def _sq_dists(x: np.ndarray, centres: np.ndarray) -> np.ndarray:
-    """(n, K) squared Euclidean distances, by ||x||^2 - 2 x.c + ||c||^2 (clipped at 0)."""
-    d2 = (x * x).sum(1)[:, None] - 2.0 * x @ centres.T + (centres * centres).sum(1)[None, :]
-    return np.maximum(d2, 0.0)
+    """(n, K) squared Euclidean distances (centred: stable for data far from the origin)."""
+    return sq_dists(x, centres, name_x="x", name_y="centres")
 
 
 def kmeans(x: np.ndarray, n_clusters: int, *, n_iter: int = 100,
@@ -291,17 +269,22 @@ def kmeans(x: np.ndarray, n_clusters: int, *, n_iter: int = 100,
     mean of its points"; it stops when the assignment no longer changes or after ``n_iter``.
 
     Args:
-        x: (n, d) data.
+        x: (n, d) data (array or tensor).
         n_clusters: K <= n.
         n_iter: maximum number of Lloyd iterations.
-        rng: a NumPy Generator, an int seed or None.
+        rng: a NumPy Generator, an int seed or None (a seed drawn from NumPy's global state).
 
     Returns:
         centres: (K, d); labels: (n,) index of the nearest centre of each point.
+
+    Distances are computed on data centred on their mean (the clustering does not change
+    under a translation, but ||x||^2 - 2 x.c + ||c||^2 loses every digit for ``x + 3e8``).
     """
-    x, k = _check_data(x, n_clusters)
+    x, k = _check_data(x, n_clusters, "n_clusters")
     n_iter = check_positive_int(n_iter, "n_iter", minimum=0)
     rng = as_rng(rng)
+    offset = x.mean(axis=0)
+    x = x - offset  # centred once; the centres are shifted back at the end
     n = x.shape[0]
     centres = np.empty((k, x.shape[1]))
     centres[0] = x[rng.integers(n)]
@@ -329,23 +312,44 @@ def kmeans(x: np.ndarray, n_clusters: int, *, n_iter: int = 100,
         if np.array_equal(new, labels):
             break
         labels = new
-    return centres, labels
+    return centres + offset, labels
+
+
+#: A component whose responsibilities sum to less than this many points is "empty".
+_EMPTY = 1e-8
 
 
 def _m_step(x: np.ndarray, resp: np.ndarray, reg: float) -> GaussianMixture:
-    """M-step of Algorithm 5 from responsibilities resp: (n, K); returns the new mixture."""
+    """M-step of Algorithm 5 from responsibilities resp: (n, K); returns the new mixture.
+
+    ``reg`` is absolute here (the callers scale it by the data's variance). An empty
+    component (total responsibility below 1e-8 points, e.g. k-means left it without points)
+    would get the mean 0 / 0; it is re-seeded instead, like a k-means++ centre: on the data
+    point farthest from the other means, with the data's covariance and one point's weight.
+    """
     n, d = x.shape
-    # 10 machine epsilons keep N_k > 0 when a component receives no responsibility at all.
-    nk = resp.sum(0) + 10.0 * np.finfo(float).eps  # (K,)
-    weights = nk / nk.sum()
-    means = (resp.T @ x) / nk[:, None]  # (K, d)
+    nk = resp.sum(0)  # (K,)
+    empty = nk < _EMPTY
+    nk_safe = np.where(empty, 1.0, nk)
+    means = (resp.T @ x) / nk_safe[:, None]  # (K, d)
     covs = np.empty((resp.shape[1], d, d))
+    data_cov = None
     for k in range(resp.shape[1]):
-        # Centred first (no cancellation as in E[xx^T] - mu mu^T), and written as W^T W with
-        # W = sqrt(gamma) (x - mu_k): NumPy then uses a symmetric product, half the work.
-        w = np.sqrt(resp[:, k, None]) * (x - means[k])
-        covs[k] = w.T @ w / nk[k]
+        if empty[k]:
+            others = means[~empty]
+            far = int(_sq_dists(x, others).min(1).argmax()) if len(others) else 0
+            means[k] = x[far]
+            if data_cov is None:
+                data_cov = np.atleast_2d(np.cov(x, rowvar=False, bias=True))
+            covs[k] = data_cov
+            nk_safe[k] = 1.0  # the weight of one point, so that the component can grow again
+        else:
+            # Centred first (no cancellation as in E[xx^T] - mu mu^T), and written as W^T W
+            # with W = sqrt(gamma) (x - mu_k): NumPy then uses a symmetric product.
+            w = np.sqrt(resp[:, k, None]) * (x - means[k])
+            covs[k] = w.T @ w / nk[k]
         covs[k].flat[:: d + 1] += reg  # Sigma_k + eps I keeps Sigma_k positive definite
+    weights = nk_safe / nk_safe.sum()
     try:
         chol = np.linalg.cholesky(covs)
     except np.linalg.LinAlgError:
@@ -370,12 +374,18 @@ def initialize(x: np.ndarray, n_components: int, *, method: str = "kmeans", reg:
         x: (n, d) data.
         n_components: K <= n.
         method: ``"kmeans"`` or ``"random"``.
-        reg: eps added to every covariance diagonal.
-        rng: a NumPy Generator, an int seed or None.
+        reg: relative regulariser: ``reg * s2`` is added to every covariance diagonal, with
+            s2 the mean per-coordinate variance of x (so rescaling the data rescales the fit).
+        rng: a NumPy Generator, an int seed or None (a seed drawn from NumPy's global state).
     """
     x, k = _check_data(x, n_components)
-    reg = check_positive(reg, "reg")
-    rng = as_rng(rng)
+    reg = check_positive(reg, "reg") * _data_scale(x)
+    return _initialize(x, k, method, reg, as_rng(rng), "method")
+
+
+def _initialize(x: np.ndarray, k: int, method: str, reg: float, rng: np.random.Generator,
+                name: str) -> GaussianMixture:
+    """:func:`initialize` on checked data, with an absolute ``reg``."""
     if method == "kmeans":
         _, labels = kmeans(x, k, rng=rng)
         return _m_step(x, np.eye(k)[labels], reg)
@@ -384,7 +394,8 @@ def initialize(x: np.ndarray, n_components: int, *, method: str = "kmeans", reg:
         means = x[rng.choice(n, size=k, replace=False)]
         cov = np.atleast_2d(np.cov(x, rowvar=False)) + reg * np.eye(d)
         return GaussianMixture(np.full(k, 1.0 / k), means, np.broadcast_to(cov, (k, d, d)).copy())
-    raise ValueError(f"init: expected 'kmeans', 'random' or a GaussianMixture, got {method!r}")
+    expected = "'kmeans' or 'random'" + (" or a GaussianMixture" if name == "init" else "")
+    raise ValueError(f"{name}: expected {expected}, got {method!r}")
 
 
 def _start(x: np.ndarray, k: int, init: str | GaussianMixture, reg: float,
@@ -396,7 +407,7 @@ def _start(x: np.ndarray, k: int, init: str | GaussianMixture, reg: float,
                 f"expected {k} components in dimension {x.shape[1]}"
             )
         return init
-    return initialize(x, k, method=init, reg=reg, rng=rng)
+    return _initialize(x, k, init, reg, rng, "init")
 
 
 # --------------------------------------------------------------------------------------
@@ -428,9 +439,12 @@ def fit_em(
         n_components: K <= n.
         max_iter: maximum number of iterations.
         tol: stop when the mean log-likelihood changes by less than this.
-        reg: eps added to each covariance diagonal (prevents collapse onto a point).
+        reg: relative regulariser: ``reg * s2`` is added to each covariance diagonal, s2 the
+            mean per-coordinate variance of x (prevents collapse onto a point, at any scale
+            of the data: ``fit_em(1e-5 * x)`` gives 1e-5 times the means of ``fit_em(x)``).
         init: ``"kmeans"``, ``"random"`` (see :func:`initialize`) or a starting mixture.
-        rng: a NumPy Generator, an int seed or None (for the initialisation).
+        rng: a NumPy Generator, an int seed or None (a seed drawn from NumPy's global
+            state), for the initialisation.
         n_init: number of EM runs from different random initialisations; the run with the
             highest final log-likelihood is returned (EM only finds a local optimum, and
             which one depends on the start). Must be 1 when ``init`` is a mixture.
@@ -443,7 +457,7 @@ def fit_em(
     x, k = _check_data(x, n_components)
     max_iter = check_positive_int(max_iter, "max_iter")
     tol = check_positive(tol, "tol")
-    reg = check_positive(reg, "reg")
+    reg = check_positive(reg, "reg") * _data_scale(x)
     n_init = check_positive_int(n_init, "n_init")
     if n_init > 1 and isinstance(init, GaussianMixture):
         raise ValueError("n_init: a given starting mixture allows only one run (n_init=1)")
@@ -487,7 +501,7 @@ def fit_gd(
     x: np.ndarray,
     n_components: int,
     *,
-    steps: int,
+    n_steps: int,
     lr: float,
     batch_size: int | None = None,
     reg: float = 1e-6,
@@ -506,10 +520,10 @@ def fit_gd(
     Args:
         x: (n, d) data, finite.
         n_components: K <= n.
-        steps: number of Adam steps.
+        n_steps: number of Adam steps (the name of :func:`coursekit.utils.train`).
         lr: learning rate.
         batch_size: mini-batch size (None: the full data, i.e. plain gradient descent).
-        reg: eps in Sigma_k = L_k L_k^T + eps I.
+        reg: relative eps: Sigma_k = L_k L_k^T + reg * s2 I, s2 the mean variance of x.
         init: ``"kmeans"``, ``"random"`` or a starting mixture (see :func:`initialize`).
         rng: a NumPy Generator, an int seed or None (initialisation and batch order).
         show_progress: show the tqdm bar.
@@ -524,9 +538,9 @@ def fit_gd(
     from coursekit.utils import train
 
     x, k = _check_data(x, n_components)
-    steps = check_positive_int(steps, "steps")
+    n_steps = check_positive_int(n_steps, "n_steps")
     lr = check_positive(lr, "lr")
-    reg = check_positive(reg, "reg")
+    reg = check_positive(reg, "reg") * _data_scale(x)
     rng = as_rng(rng)
     n, d = x.shape
     batch_size = n if batch_size is None else check_positive_int(batch_size, "batch_size")
@@ -534,7 +548,7 @@ def fit_gd(
 
     dt = torch.float64
     # Start from gm0: w = log pi, L_k = chol(Sigma_k - eps I) (when that is still PD), and the
-    # diagonal a = softplus^{-1}(diag L) = log(expm1(diag L)).
+    # diagonal a = softplus^{-1}(diag L) (stable: exact also where expm1 would overflow).
     covs0 = gm0.covariances - reg * np.eye(d)
     try:
         chol0 = np.linalg.cholesky(covs0)
@@ -544,7 +558,7 @@ def fit_gd(
     logits = torch.tensor(np.log(gm0.weights), dtype=dt, requires_grad=True)
     means = torch.tensor(gm0.means, dtype=dt, requires_grad=True)
     offdiag = torch.tensor(np.tril(chol0, -1), dtype=dt, requires_grad=True)
-    diag_raw = torch.tensor(np.log(np.expm1(diag0)), dtype=dt, requires_grad=True)
+    diag_raw = torch.tensor(softplus_inverse(diag0), dtype=dt, requires_grad=True)
     tril_mask = torch.tril(torch.ones(d, d, dtype=dt), -1)
     eye = torch.eye(d, dtype=dt)
 
@@ -569,7 +583,7 @@ def fit_gd(
     try:
         losses = train(
             neg_log_lik, [logits, means, offdiag, diag_raw], torch.tensor(x, dtype=dt),
-            n_steps=steps, batch_size=batch_size, lr=lr, generator=generator,
+            n_steps=n_steps, batch_size=batch_size, lr=lr, generator=generator,
             desc="GMM by gradient descent", show_progress=show_progress,
         )
     finally:

@@ -2,6 +2,10 @@
 
 Each function draws on a matplotlib ``Axes`` (a new one when ``ax`` is None),
 labels its axes, and returns the ``Axes`` so that a notebook can add to it.
+Inputs may be NumPy arrays or tensors (detached, moved to the CPU).
+
+Importing this module changes no global matplotlib setting: a notebook calls
+:func:`use_style` once, after its imports, to get the book's look.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from typing import Any
 import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
+
+from coursekit.validation import check_array, check_positive, check_positive_int
 
 DATA_COLOR = "#4C72B0"  # data is always blue
 MODEL_COLOR = "#DD8452"  # model samples are always orange
@@ -30,17 +36,24 @@ STYLE = {
 
 
 def use_style() -> None:
-    """Apply the book's matplotlib style (called when this module is imported)."""
+    """Apply the book's matplotlib style (:data:`STYLE`) to matplotlib's global settings.
+
+    Called explicitly by each chapter (``plot.use_style()``), never on import.
+    """
     mpl.rcParams.update(STYLE)
 
 
-use_style()
+def _to_numpy(x: Any, name: str = "x", *, ndim: int | tuple[int, ...] | None = None,
+              finite: bool = False) -> np.ndarray:
+    return check_array(x, name, ndim=ndim, finite=finite)
 
 
-def _to_numpy(x: Any) -> np.ndarray:
-    if hasattr(x, "detach"):
-        x = x.detach().cpu().numpy()
-    return np.asarray(x)
+def _points_2d(x: Any, name: str) -> np.ndarray:
+    # NaN points would silently vanish from the scatter: refuse them.
+    arr = _to_numpy(x, name, ndim=2, finite=True)
+    if arr.shape[1] != 2:
+        raise ValueError(f"{name}: expected 2-D points of shape (n, 2), got {arr.shape}")
+    return arr
 
 
 def _axes(ax: plt.Axes | None, figsize: tuple[float, float] | None = None) -> plt.Axes:
@@ -58,7 +71,14 @@ def grid_2d(
         xx, yy: (n, n) coordinate arrays (for ``contour``/``pcolormesh``);
         points: (n * n, 2) the same points as rows (to feed a density).
     """
-    box = (-lim, lim, -lim, lim) if np.isscalar(lim) else tuple(lim)
+    n = check_positive_int(n, "n", minimum=2)
+    if np.isscalar(lim):
+        lim = check_positive(lim, "lim")
+        box = (-lim, lim, -lim, lim)
+    else:
+        box = tuple(float(v) for v in _to_numpy(lim, "lim", ndim=1, finite=True))
+        if len(box) != 4 or box[0] >= box[1] or box[2] >= box[3]:
+            raise ValueError(f"lim: expected a number > 0 or a box (xmin, xmax, ymin, ymax), got {lim!r}")
     xs = np.linspace(box[0], box[1], n)
     ys = np.linspace(box[2], box[3], n)
     xx, yy = np.meshgrid(xs, ys)
@@ -79,12 +99,13 @@ def samples_vs_data(
     """Scatter data points (blue) and model samples (orange) on the same 2-D axes."""
     ax = _axes(ax)
     if data is not None:
-        d = _to_numpy(data)
+        d = _points_2d(data, "data")
         ax.scatter(d[:, 0], d[:, 1], s=s, alpha=0.5, color=DATA_COLOR, label=data_label)
     if samples is not None:
-        m = _to_numpy(samples)
+        m = _points_2d(samples, "samples")
         ax.scatter(m[:, 0], m[:, 1], s=s, alpha=0.5, color=MODEL_COLOR, label=sample_label)
     if lim is not None:
+        lim = check_positive(lim, "lim")
         ax.set_xlim(-lim, lim)
         ax.set_ylim(-lim, lim)
     ax.set_aspect("equal")
@@ -117,15 +138,22 @@ def density_2d(
         points: optional (k, 2) points drawn on top (e.g. data).
         log_scale: show log p instead of p.
     """
-    ax = _axes(ax)
+    if not callable(log_prob):
+        raise TypeError(f"log_prob: expected a callable (m, 2) -> (m,), got {type(log_prob).__name__}")
     xx, yy, pts = grid_2d(lim, n)
-    values = _to_numpy(log_prob(pts)).reshape(xx.shape)
+    values = _to_numpy(log_prob(pts), "log_prob(points)")
+    if values.size != xx.size:
+        raise ValueError(f"log_prob: expected {xx.size} log-densities for the grid, got shape {values.shape}")
+    if np.isnan(values).any():
+        raise ValueError("log_prob: returned NaN on the grid")
+    values = values.reshape(xx.shape)
+    ax = _axes(ax)
     shown = values if log_scale else np.exp(values)
     mesh = ax.pcolormesh(xx, yy, shown, shading="auto")
     if colorbar:
         plt.colorbar(mesh, ax=ax, label="$\\log p(x)$" if log_scale else "$p(x)$")
     if points is not None:
-        p = _to_numpy(points)
+        p = _points_2d(points, "points")
         ax.scatter(p[:, 0], p[:, 1], s=1, color="white", alpha=0.4)
     ax.set_aspect("equal")
     ax.set_xlabel("$x_1$")
@@ -153,10 +181,12 @@ def image_grid(
         images: (n, 1, h, w) or (n, h, w) array or tensor, values in [vmin, vmax].
         nrow: images per row.
     """
-    imgs = _to_numpy(images)
-    if imgs.ndim == 4:
+    imgs = _to_numpy(images, "images", finite=True)
+    nrow = check_positive_int(nrow, "nrow")
+    pad = check_positive_int(pad, "pad", minimum=0)
+    if imgs.ndim == 4 and imgs.shape[1] == 1:
         imgs = imgs[:, 0]
-    if imgs.ndim != 3:
+    if imgs.ndim != 3 or imgs.shape[0] == 0:
         raise ValueError(f"images: expected shape (n, 1, h, w) or (n, h, w), got {imgs.shape}")
     n, h, w = imgs.shape
     ncol = min(nrow, n)
@@ -194,10 +224,19 @@ def training_curve(
     Args:
         smooth: width of a moving average drawn over the raw curve (1 = none).
     """
-    ax = _axes(ax)
+    smooth = check_positive_int(smooth, "smooth")
     curves = history if isinstance(history, dict) else {ylabel: history}
+    if not curves:
+        raise ValueError("history: expected a loss history or a non-empty dict of them")
+    checked = {}
     for name, values in curves.items():
-        v = np.asarray(values, dtype=float)
+        what = "history" if not isinstance(history, dict) else f"history[{name!r}]"
+        v = _to_numpy(values, what, ndim=1, finite=True)
+        if v.size == 0:
+            raise ValueError(f"{what}: expected at least one value, got an empty history")
+        checked[name] = v
+    ax = _axes(ax)
+    for name, v in checked.items():
         steps = np.arange(1, len(v) + 1)
         if smooth > 1 and len(v) >= smooth:
             kernel = np.ones(smooth) / smooth

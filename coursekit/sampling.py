@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from scipy.linalg import solve_triangular
 
+from coursekit.numerics import LOG_2PI
 from coursekit.validation import (
     RngLike,
     as_rng,
@@ -107,11 +108,13 @@ def lcg(n: int, seed: int, a: int, c: int, m: int) -> np.ndarray:
 # ------------------------------------------------------------ uniform -> Gaussian
 
 
-def _check_uniform_pair(u1: Any, u2: Any) -> tuple[np.ndarray, np.ndarray]:
-    u1 = check_array(u1, "u1")
-    u2 = check_array(u2, "u2")
+def _check_uniform_pair(u1: Any, u2: Any, names: tuple[str, str] = ("u1", "u2")
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    a, b = names
+    u1 = check_array(u1, a)
+    u2 = check_array(u2, b)
     if u1.shape != u2.shape:
-        raise ValueError(f"u1 and u2 must have the same shape, got {u1.shape} and {u2.shape}")
+        raise ValueError(f"{a} and {b} must have the same shape, got {u1.shape} and {u2.shape}")
     return u1, u2
 
 
@@ -152,7 +155,7 @@ def marsaglia_polar_transform(
         z1, z2: the normals of the accepted points, shape (n_accepted,);
         accepted: boolean mask of the input's shape.
     """
-    v1, v2 = _check_uniform_pair(v1, v2)
+    v1, v2 = _check_uniform_pair(v1, v2, ("v1", "v2"))
     s = v1**2 + v2**2
     accepted = (s > 0) & (s < 1)
     s_ok = s[accepted]
@@ -349,12 +352,25 @@ def sample_markov_chain(
     return x
 
 
+def _check_parents(parents: Any) -> list[int]:
+    """The parent list as Python ints (a list, tuple or 1-D integer array)."""
+    if isinstance(parents, (str, bytes)) or not hasattr(parents, "__len__"):
+        raise TypeError(f"parents: expected a list of parent indices, got {type(parents).__name__}")
+    arr = np.asarray(parents)
+    if arr.ndim != 1 or arr.size == 0 or not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(
+            f"parents: expected a non-empty 1-D list of integers (-1 for a root), got {parents!r:.80}"
+        )
+    return [int(p) for p in arr]
+
+
 def topological_order(parents: Sequence[int]) -> list[int]:
     """An order of the nodes of a forest in which every parent comes before its children.
 
     Args:
         parents: parents[i] is the parent of node i, or -1 for a root.
     """
+    parents = _check_parents(parents)
     k = len(parents)
     for i, p in enumerate(parents):
         if not (p == -1 or 0 <= p < k) or p == i:
@@ -373,7 +389,9 @@ def topological_order(parents: Sequence[int]) -> list[int]:
 
 
 def _check_tree(parents: Sequence[int], cpts: Sequence[Any]) -> tuple[list[int], list[np.ndarray]]:
-    parents = [int(p) for p in parents]
+    parents = _check_parents(parents)
+    if isinstance(cpts, (str, bytes, np.ndarray)) or not isinstance(cpts, Sequence):
+        raise TypeError(f"cpts: expected a list of tables, one per node, got {type(cpts).__name__}")
     if len(cpts) != len(parents):
         raise ValueError(f"cpts: expected one table per node ({len(parents)}), got {len(cpts)}")
     order = topological_order(parents)
@@ -483,6 +501,6 @@ def mvn_log_prob(x: Any, mean: Any, cov: Any) -> np.ndarray:
     # Solve L y = (x - mu)^T instead of inverting Sigma: stable and O(d^2) per point.
     y = solve_triangular(chol, (pts - mean).T, lower=True)
     d = mean.size
-    out = (-0.5 * d * np.log(2 * np.pi) - np.log(np.diag(chol)).sum()
+    out = (-0.5 * d * LOG_2PI - np.log(np.diag(chol)).sum()
            - 0.5 * np.sum(y**2, axis=0))
     return float(out[0]) if single else out

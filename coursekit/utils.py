@@ -14,7 +14,12 @@ import torch
 # built book (the widget bar needs ipywidgets and JavaScript to show at all).
 from tqdm import tqdm
 
-from coursekit.validation import check_positive, check_positive_int
+from coursekit.validation import (
+    GeneratorLike,
+    as_generator,
+    check_positive,
+    check_positive_int,
+)
 
 T = TypeVar("T")
 
@@ -27,9 +32,11 @@ def seed_everything(seed: int = 0, *, torch_threads: int | None = 1) -> np.rando
     on a busy 2-core machine), and a fixed thread count keeps results bit-for-bit
     reproducible. Pass ``torch_threads=None`` to leave torch's setting alone.
 
-    Returns a fresh ``numpy.random.Generator`` seeded with ``seed``: the
-    course passes it explicitly to the functions that draw randomness, which
-    is the reproducible way (global seeding is a safety net for library code).
+    Returns a fresh ``numpy.random.Generator`` seeded with ``seed``, to pass as ``rng``.
+    The global states matter too: every coursekit function called with ``rng=None`` or
+    ``generator=None`` draws its seed from them (NumPy's for ``rng``, torch's for
+    ``generator``), so a notebook that starts with ``seed_everything(0)`` repeats exactly.
+    No other coursekit function reseeds them.
     """
     seed = check_positive_int(seed, "seed", minimum=0)
     random.seed(seed)
@@ -55,6 +62,8 @@ def get_device(prefer_gpu: bool = True) -> torch.device:
 
 def progress(iterable: Iterable[T] | None = None, **kwargs: Any) -> Iterator[T]:
     """A tqdm progress bar with the book's defaults (a bar that does not flood the page)."""
+    if iterable is not None and not hasattr(iterable, "__iter__"):
+        raise TypeError(f"iterable: expected an iterable (e.g. range(n)), got {type(iterable).__name__}")
     kwargs.setdefault("mininterval", 0.5)
     kwargs.setdefault("leave", True)
     return tqdm(iterable, **kwargs)
@@ -71,6 +80,24 @@ def _batches(
             yield data[perm[start : start + batch_size]]
 
 
+def _as_data(data: Any) -> torch.Tensor:
+    """The training set as a tensor (NumPy arrays accepted), non-empty, without NaN."""
+    if isinstance(data, (np.random.Generator, torch.Generator)):
+        raise TypeError("data: expected a tensor or an array, got a random generator")
+    if not isinstance(data, torch.Tensor):
+        arr = np.asarray(data)
+        if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+            raise TypeError(f"data: expected a tensor or an array of numbers, got {type(data).__name__}")
+        data = torch.from_numpy(np.ascontiguousarray(arr))
+    if data.is_complex():
+        raise TypeError("data: expected real numbers, got a complex tensor")
+    if data.ndim < 1 or data.shape[0] == 0:
+        raise ValueError(f"data: expected a non-empty batch of shape (n, ...), got {tuple(data.shape)}")
+    if data.is_floating_point() and not bool(torch.isfinite(data).all()):
+        raise ValueError("data: contains NaN or infinite values")
+    return data
+
+
 def train(
     loss_fn: Callable[..., torch.Tensor],
     parameters: Iterable[torch.nn.Parameter] | torch.optim.Optimizer,
@@ -80,7 +107,7 @@ def train(
     batch_size: int = 256,
     lr: float = 1e-3,
     clip_grad: float | None = None,
-    generator: torch.Generator | None = None,
+    generator: GeneratorLike = None,
     desc: str = "training",
     show_progress: bool = True,
 ) -> list[float]:
@@ -92,12 +119,15 @@ def train(
             None (e.g. a reverse-KL objective that samples its own points).
             Returns a scalar tensor.
         parameters: the parameters to optimise, or a ready-made optimizer.
-        data: (n, ...) training set, shuffled every epoch.
+        data: (n, ...) training set (a tensor or a NumPy array), shuffled every epoch;
+            floating data are moved to the parameters' dtype and device, integer data (token
+            indices) keep their dtype.
         n_steps: number of gradient steps.
         batch_size: mini-batch size (capped at n).
         lr: Adam's learning rate (ignored when an optimizer is given).
-        clip_grad: if set, clip the global gradient norm to this value.
-        generator: torch generator for the shuffling (reproducible batches).
+        clip_grad: if set, a number > 0: clip the global gradient norm to this value.
+        generator: a ``torch.Generator``, an int seed or None (a seed drawn from torch's
+            global state, which ``seed_everything`` seeds) for the shuffling.
         desc: label of the progress bar.
         show_progress: show a tqdm bar.
 
@@ -105,27 +135,51 @@ def train(
         the loss after each step, as a list of floats.
     """
     n_steps = check_positive_int(n_steps, "n_steps")
+    if clip_grad is not None:
+        # A negative bound would flip the gradient (training uphill), 0 would freeze it.
+        clip_grad = check_positive(clip_grad, "clip_grad")
+    if not callable(loss_fn):
+        raise TypeError(f"loss_fn: expected a callable, got {type(loss_fn).__name__}")
     if isinstance(parameters, torch.optim.Optimizer):
         optimizer = parameters
         params = [p for group in optimizer.param_groups for p in group["params"]]
     else:
-        params = [p for p in parameters]
+        if isinstance(parameters, torch.Tensor):
+            parameters = [parameters]
+        try:
+            params = [p for p in parameters]
+        except TypeError:
+            raise TypeError(
+                "parameters: expected model.parameters(), a list of tensors or an optimizer, "
+                f"got {type(parameters).__name__}"
+            ) from None
+        if not all(isinstance(p, torch.Tensor) for p in params):
+            raise TypeError("parameters: expected tensors (e.g. model.parameters())")
         if not params:
             raise ValueError("parameters: nothing to optimise (empty parameter list)")
         optimizer = torch.optim.Adam(params, lr=check_positive(lr, "lr"))
     batches = None
     if data is not None:
-        if not isinstance(data, torch.Tensor) or data.ndim < 1 or data.shape[0] == 0:
-            raise ValueError("data: expected a non-empty torch.Tensor of shape (n, ...)")
+        data = _as_data(data)
+        floating = [p for p in params if p.is_floating_point()]
+        if data.is_floating_point() and floating:
+            # The book's data (float64 NumPy) meet the model's dtype and device here; integer
+            # data (token or image indices) keep their dtype.
+            data = data.to(dtype=floating[0].dtype, device=floating[0].device)
         batch_size = min(check_positive_int(batch_size, "batch_size"), data.shape[0])
-        if generator is None:
-            generator = torch.Generator().manual_seed(0)
-        batches = _batches(data, batch_size, generator)
+        # Shuffling indices are drawn on the CPU (they index data on any device).
+        batches = _batches(data, batch_size, as_generator(generator, "generator"))
     history: list[float] = []
     bar = progress(range(n_steps), desc=desc, disable=not show_progress)
     for _ in bar:
         optimizer.zero_grad(set_to_none=True)
         loss = loss_fn(next(batches)) if batches is not None else loss_fn()
+        if not isinstance(loss, torch.Tensor) or loss.numel() != 1 or not loss.requires_grad:
+            raise ValueError(
+                "loss_fn: expected a scalar tensor that depends on the parameters, got "
+                + (f"shape {tuple(loss.shape)}" + ("" if loss.requires_grad else " without grad")
+                   if isinstance(loss, torch.Tensor) else type(loss).__name__)
+            )
         if not torch.isfinite(loss):
             raise ValueError(
                 f"loss became {loss.item()} at step {len(history)}: lower the learning rate "

@@ -35,16 +35,26 @@ Models:
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from coursekit.numerics import LOG_2PI
 from coursekit.utils import train
-from coursekit.validation import check_positive_int
+from coursekit.validation import (
+    GeneratorLike,
+    as_generator,
+    as_tensor,
+    check_positive,
+    check_positive_int,
+    module_dtype_device,
+)
 
 #: Shape of one digit image, as returned by :func:`coursekit.data.load_digits`.
 IMAGE_SHAPE: tuple[int, int, int] = (1, 8, 8)
@@ -53,7 +63,6 @@ N_CLASSES = 10
 #: posterior variance than any useful code needs, exp(6) ~ 400 far above the prior's 1; outside
 #: it, exp(logvar) under/overflows or the KL gradient explodes.
 LOGVAR_MIN, LOGVAR_MAX = -10.0, 6.0
-LOG_2PI = math.log(2.0 * math.pi)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -61,22 +70,15 @@ LOG_2PI = math.log(2.0 * math.pi)
 # ----------------------------------------------------------------------------------------------
 
 
-def _check_images(x: Any, name: str = "x", shape: Sequence[int] = IMAGE_SHAPE) -> Tensor:
-    """Check that ``x`` is a float tensor of shape (n, *shape) with finite values in [0, 1]."""
-    shape = tuple(shape)
-    expected = "(n, " + ", ".join(str(s) for s in shape) + ")"
-    if not isinstance(x, Tensor):
-        raise ValueError(f"{name}: expected a torch.Tensor of shape {expected}, got {type(x).__name__}")
-    if x.ndim != len(shape) + 1 or tuple(x.shape[1:]) != shape or x.shape[0] == 0:
-        raise ValueError(
-            f"{name}: expected images of shape {expected} (the 8x8 digits of "
-            f"coursekit.data.load_digits), got {tuple(x.shape)}"
-        )
-    if not torch.is_floating_point(x):
-        raise ValueError(f"{name}: expected a floating-point tensor, got dtype {x.dtype}")
-    if not torch.isfinite(x).all():
-        raise ValueError(f"{name}: contains NaN or infinite values")
-    if x.min() < 0 or x.max() > 1:
+def _check_images(
+    x: Any, name: str = "x", shape: Sequence[int] = IMAGE_SHAPE,
+    like: nn.Module | Tensor | None = None, dtype: torch.dtype | None = None,
+) -> Tensor:
+    """``x`` through the shared :func:`~coursekit.validation.as_tensor` (shape (n, *shape),
+    finite, moved to ``like``'s dtype and device), plus the Bernoulli range [0, 1]."""
+    x = as_tensor(x, name, like=like, dtype=dtype, shape=(None, *tuple(shape)))
+    lo, hi = torch.aminmax(x.detach())
+    if lo < 0 or hi > 1:
         raise ValueError(
             f"{name}: pixel values must lie in [0, 1] (Bernoulli decoder), got range "
             f"[{x.min().item():.3g}, {x.max().item():.3g}]"
@@ -87,7 +89,10 @@ def _check_images(x: Any, name: str = "x", shape: Sequence[int] = IMAGE_SHAPE) -
 def _check_labels(y: Any, n: int | None, n_classes: int, name: str = "labels") -> Tensor:
     """Check that ``y`` is an integer tensor of shape (n,) with entries in [0, n_classes)."""
     if not isinstance(y, Tensor):
-        y = torch.as_tensor(y)
+        try:
+            y = torch.as_tensor(y)
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(f"{name}: expected integer class labels, got {type(y).__name__}") from None
     if y.dtype.is_floating_point or y.dtype == torch.bool or y.is_complex():
         raise ValueError(f"{name}: expected integer class labels, got dtype {y.dtype}")
     if y.ndim != 1 or (n is not None and y.shape[0] != n) or y.shape[0] == 0:
@@ -101,13 +106,14 @@ def _check_labels(y: Any, n: int | None, n_classes: int, name: str = "labels") -
     return y.long()
 
 
-def _check_beta(beta: Any) -> float:
+def _check_beta(beta: Any, name: str = "beta") -> float:
+    """A finite weight >= 0 (the KL weight beta, the VQ-VAE's commitment weight)."""
     try:
         b = float(beta)
     except (TypeError, ValueError):
-        raise ValueError(f"beta: expected a number >= 0, got {beta!r}") from None
+        raise ValueError(f"{name}: expected a number >= 0, got {beta!r}") from None
     if not math.isfinite(b) or b < 0:
-        raise ValueError(f"beta: expected a finite number >= 0, got {beta!r}")
+        raise ValueError(f"{name}: expected a finite number >= 0, got {beta!r}")
     return b
 
 
@@ -128,8 +134,8 @@ def gaussian_kl(mu: Tensor, logvar: Tensor) -> Tensor:
     Returns:
         (...,) the KL divergence in nats, summed over the last (latent) dimension.
     """
-    if not isinstance(mu, Tensor) or not isinstance(logvar, Tensor):
-        raise ValueError("mu, logvar: expected torch tensors")
+    mu = as_tensor(mu, "mu", min_rows=0)
+    logvar = as_tensor(logvar, "logvar", like=mu, min_rows=0)
     if mu.shape != logvar.shape or mu.ndim == 0:
         raise ValueError(
             f"mu, logvar: expected two tensors of the same shape (..., d), got "
@@ -145,11 +151,54 @@ def gaussian_log_prob(z: Tensor, mu: Tensor | None = None, logvar: Tensor | None
     ``mu`` and ``logvar`` default to 0 (the standard normal prior). Shapes broadcast:
     z (..., d), mu and logvar (..., d) -> (...,).
     """
+    z = as_tensor(z, "z", min_rows=0)
+    if z.ndim == 0:
+        raise ValueError("z: expected shape (..., d), got a scalar")
     if mu is None:
         return -0.5 * (z.pow(2) + LOG_2PI).sum(-1)
-    if logvar is None:
-        logvar = torch.zeros_like(mu)
+    mu = as_tensor(mu, "mu", like=z, min_rows=0)
+    logvar = torch.zeros_like(mu) if logvar is None else as_tensor(logvar, "logvar", like=z,
+                                                                    min_rows=0)
+    try:
+        torch.broadcast_shapes(z.shape, mu.shape, logvar.shape)
+    except RuntimeError:
+        raise ValueError(f"z, mu, logvar: shapes {tuple(z.shape)}, {tuple(mu.shape)} and "
+                         f"{tuple(logvar.shape)} do not broadcast") from None
     return -0.5 * ((z - mu).pow(2) * torch.exp(-logvar) + logvar + LOG_2PI).sum(-1)
+
+
+def log_marginal_quadrature(
+    log_likelihood: Any, latent_dim: int, n_grid: int = 300, limit: float = 5.0
+) -> Tensor:
+    """``log p(x) = log int p(x | z) N(z; 0, I) dz`` by a Riemann sum on a grid (d <= 2).
+
+    The grid is ``linspace(-limit, limit, n_grid)`` per axis (float64), each point weighing
+    the cell volume ``h^d``; the prior's mass outside the box is below ``2d * Phi(-limit)``.
+
+    Args:
+        log_likelihood: maps grid points z (G, d) to log p(x_j | z) of shape (G, n).
+        latent_dim: d, 1 or 2.
+        n_grid: points per axis (>= 2).  limit: half-width of the box (> 0).
+
+    Returns:
+        (n,) float64 log-densities, by a log-sum-exp over the grid (no underflow).
+    """
+    if not callable(log_likelihood):
+        raise TypeError("log_likelihood: expected a callable z (G, d) -> (G, n)")
+    latent_dim = check_positive_int(latent_dim, "latent_dim")
+    if latent_dim > 2:
+        raise ValueError(f"latent_dim: quadrature needs 1 or 2 dimensions, got {latent_dim}")
+    n_grid = check_positive_int(n_grid, "n_grid", minimum=2)
+    limit = check_positive(limit, "limit")
+    t = torch.linspace(-limit, limit, n_grid, dtype=torch.float64)
+    z = torch.cartesian_prod(*[t] * latent_dim).view(-1, latent_dim)  # (G, d)
+    log_lik = as_tensor(log_likelihood(z), "log_likelihood(z)", dtype=torch.float64,
+                        finite=False)
+    if log_lik.ndim != 2 or log_lik.shape[0] != z.shape[0]:
+        raise ValueError(f"log_likelihood: expected an output of shape ({z.shape[0]}, n), "
+                         f"got {tuple(log_lik.shape)}")
+    log_joint = log_lik + gaussian_log_prob(z)[:, None].to(log_lik.device)  # (G, n)
+    return torch.logsumexp(log_joint, 0) + latent_dim * math.log(float(t[1] - t[0]))
 
 
 def bernoulli_log_prob(logits: Tensor, x: Tensor) -> Tensor:
@@ -162,7 +211,20 @@ def bernoulli_log_prob(logits: Tensor, x: Tensor) -> Tensor:
     Returns:
         (...,) minus the binary cross-entropy, computed from logits (stable for large |logits|).
     """
-    logits, x = torch.broadcast_tensors(logits, x)
+    logits = as_tensor(logits, "logits", min_rows=0)
+    x = as_tensor(x, "x", like=logits, min_rows=0)
+    if logits.ndim < 3 or x.ndim < 3:
+        raise ValueError(f"logits, x: expected images (..., C, H, W), got shapes "
+                         f"{tuple(logits.shape)} and {tuple(x.shape)}")
+    if x.numel():
+        lo, hi = torch.aminmax(x.detach())
+        if lo < 0 or hi > 1:
+            raise ValueError(f"x: Bernoulli targets must lie in [0, 1], got [{lo:.3g}, {hi:.3g}]")
+    try:
+        logits, x = torch.broadcast_tensors(logits, x)
+    except RuntimeError:
+        raise ValueError(f"logits, x: shapes {tuple(logits.shape)} and {tuple(x.shape)} do not "
+                         "broadcast") from None
     return -F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(-3).sum(-1)
 
 
@@ -195,13 +257,20 @@ class Encoder(nn.Module):
         super().__init__()
         self.out_features = check_positive_int(out_features, "out_features")
         self.n_classes = check_positive_int(n_classes, "n_classes", minimum=0)
+        self.image_shape = tuple(image_shape)
         in_features = math.prod(image_shape) + self.n_classes
         self.net = _mlp([in_features, *hidden, self.out_features])
 
     def forward(self, x: Tensor, y_onehot: Tensor | None = None) -> Tensor:
+        """x (n, *image_shape) [+ y_onehot (n, n_classes)] -> features (n, out_features)."""
+        x = as_tensor(x, "x", like=self, shape=(None, *self.image_shape))
         h = x.flatten(1)
         if self.n_classes:
+            y_onehot = as_tensor(y_onehot, "y_onehot", like=self,
+                                 shape=(x.shape[0], self.n_classes))
             h = torch.cat([h, y_onehot], dim=1)
+        elif y_onehot is not None:
+            raise ValueError("y_onehot: this encoder takes no label (n_classes = 0)")
         return self.net(h)
 
 
@@ -223,8 +292,14 @@ class Decoder(nn.Module):
         self.net = _mlp([self.latent_dim + self.n_classes, *hidden, math.prod(image_shape)])
 
     def forward(self, z: Tensor, y_onehot: Tensor | None = None) -> Tensor:
+        """z (..., latent_dim) [+ y_onehot (..., n_classes)] -> logits (..., *image_shape)."""
+        z = _check_latents(z, self.latent_dim, like=self)
         if self.n_classes:
+            y_onehot = as_tensor(y_onehot, "y_onehot", like=self, min_rows=0,
+                                 shape=(*z.shape[:-1], self.n_classes))
             z = torch.cat([z, y_onehot], dim=-1)
+        elif y_onehot is not None:
+            raise ValueError("y_onehot: this decoder takes no label (n_classes = 0)")
         return self.net(z).unflatten(-1, self.image_shape)
 
 
@@ -249,11 +324,11 @@ class Autoencoder(nn.Module):
 
     def encode(self, x: Tensor) -> Tensor:
         """x (n, 1, 8, 8) -> codes z (n, latent_dim)."""
-        return self.encoder(_check_images(x))
+        return self.encoder(_check_images(x, like=self))
 
     def decode(self, z: Tensor) -> Tensor:
         """z (n, latent_dim) -> reconstructions x_hat (n, 1, 8, 8) in [0, 1]."""
-        _check_latents(z, self.latent_dim)
+        z = _check_latents(z, self.latent_dim, like=self)
         return torch.sigmoid(self.decoder(z))
 
     def forward(self, x: Tensor) -> Tensor:
@@ -261,6 +336,7 @@ class Autoencoder(nn.Module):
 
     def reconstruction_error(self, x: Tensor) -> Tensor:
         """Per-example ``||x - g(f(x))||^2``: (n,)."""
+        x = _check_images(x, like=self)
         return (self.forward(x) - x).pow(2).flatten(1).sum(1)
 
     def loss(self, x: Tensor) -> Tensor:
@@ -268,12 +344,13 @@ class Autoencoder(nn.Module):
         return self.reconstruction_error(x).mean()
 
 
-def _check_latents(z: Any, latent_dim: int, name: str = "z") -> Tensor:
-    if not isinstance(z, Tensor) or z.ndim < 1 or z.shape[-1] != latent_dim:
-        got = tuple(z.shape) if isinstance(z, Tensor) else type(z).__name__
-        raise ValueError(f"{name}: expected latent codes of shape (n, {latent_dim}), got {got}")
-    if not torch.isfinite(z).all():
-        raise ValueError(f"{name}: contains NaN or infinite values")
+def _check_latents(z: Any, latent_dim: int, name: str = "z",
+                   like: nn.Module | None = None) -> Tensor:
+    z = as_tensor(z, name, like=like, min_rows=0)
+    if z.ndim < 1 or z.shape[-1] != latent_dim or (z.ndim > 1 and z.shape[-2] == 0):
+        raise ValueError(
+            f"{name}: expected latent codes of shape (n, {latent_dim}), got {tuple(z.shape)}"
+        )
     return z
 
 
@@ -326,17 +403,18 @@ class VAE(nn.Module):
     def _onehot(self, y: Tensor | None, n: int) -> Tensor | None:
         if self.n_classes == 0:
             if y is not None:
-                raise ValueError("labels: this VAE is unconditional; use ConditionalVAE")
+                raise ValueError("y: this VAE is unconditional (use ConditionalVAE for labels)")
             return None
         if y is None:
-            raise ValueError(f"labels: a ConditionalVAE needs labels of shape ({n},)")
-        y = _check_labels(y, n, self.n_classes)
-        return F.one_hot(y, self.n_classes).float()
+            raise ValueError(f"y: a ConditionalVAE needs labels y of shape ({n},)")
+        y = _check_labels(y, n, self.n_classes, name="y")
+        dtype, device = module_dtype_device(self)
+        return F.one_hot(y.to(device), self.n_classes).to(dtype)
 
     # -- the model ------------------------------------------------------------------------------
     def encode(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """The encoder's Gaussian: x (n, 1, 8, 8) -> mu (n, d), logvar (n, d) (clamped)."""
-        x = _check_images(x)
+        x = _check_images(x, like=self)
         h = self.encoder(x, self._onehot(y, x.shape[0]))
         mu, logvar = h.chunk(2, dim=-1)
         return mu, logvar.clamp(LOGVAR_MIN, LOGVAR_MAX)
@@ -346,7 +424,7 @@ class VAE(nn.Module):
 
         ``sigmoid(decode(z))`` are the pixel means (the images one shows).
         """
-        z = _check_latents(z, self.latent_dim)
+        z = _check_latents(z, self.latent_dim, like=self)
         onehot = self._onehot(y, z.shape[-2]) if z.ndim >= 2 else self._onehot(y, 1)
         if onehot is not None and z.ndim > 2:
             onehot = onehot.expand(*z.shape[:-1], self.n_classes)
@@ -355,19 +433,27 @@ class VAE(nn.Module):
     @staticmethod
     def reparameterize(
         mu: Tensor, logvar: Tensor, n_samples: int | None = None,
-        generator: torch.Generator | None = None,
+        generator: GeneratorLike = None,
     ) -> Tensor:
         """The reparameterization trick: ``z = mu + sigma * eps``, ``eps ~ N(0, I)``.
 
         Returns (n, d), or (n_samples, n, d) when ``n_samples`` is given. Gradients flow to
-        ``mu`` and ``logvar`` because the randomness sits in ``eps`` only.
+        ``mu`` and ``logvar`` because the randomness sits in ``eps`` only. ``generator``: a
+        ``torch.Generator``, an int seed or None (a seed drawn from torch's global state).
         """
+        mu = as_tensor(mu, "mu", ndim=(1, 2, 3), min_rows=0)
+        logvar = as_tensor(logvar, "logvar", like=mu, min_rows=0)
+        if logvar.shape != mu.shape:
+            raise ValueError(f"logvar: expected the shape of mu {tuple(mu.shape)}, got {tuple(logvar.shape)}")
+        if n_samples is not None:
+            n_samples = check_positive_int(n_samples, "n_samples")
+        generator = as_generator(generator, "generator", device=mu.device)
         shape = mu.shape if n_samples is None else (n_samples, *mu.shape)
         eps = torch.randn(shape, generator=generator, dtype=mu.dtype, device=mu.device)
         return mu + torch.exp(0.5 * logvar) * eps
 
     def elbo_terms(
-        self, x: Tensor, y: Tensor | None = None, generator: torch.Generator | None = None
+        self, x: Tensor, y: Tensor | None = None, generator: GeneratorLike = None
     ) -> tuple[Tensor, Tensor]:
         """The two terms of the ELBO, per example, with one reparameterized sample.
 
@@ -375,12 +461,13 @@ class VAE(nn.Module):
             log_px_z: (n,) single-sample estimate of ``E_q[log p_theta(x | z)]``;
             kl: (n,) closed-form ``KL(q_phi(z | x) || p(z))``.
         """
+        x = _check_images(x, like=self)
         mu, logvar = self.encode(x, y)
         z = self.reparameterize(mu, logvar, generator=generator)
         return bernoulli_log_prob(self.decode(z, y), x), gaussian_kl(mu, logvar)
 
     def elbo(
-        self, x: Tensor, y: Tensor | None = None, generator: torch.Generator | None = None
+        self, x: Tensor, y: Tensor | None = None, generator: GeneratorLike = None
     ) -> Tensor:
         """Per-example ELBO (beta = 1): ``E_q[log p(x|z)] - KL(q(z|x) || p(z)) <= log p(x)``.
 
@@ -390,7 +477,7 @@ class VAE(nn.Module):
         return log_px_z - kl
 
     def loss(
-        self, x: Tensor, y: Tensor | None = None, generator: torch.Generator | None = None
+        self, x: Tensor, y: Tensor | None = None, generator: GeneratorLike = None
     ) -> Tensor:
         """The training loss: batch mean of ``-E_q[log p(x|z)] + beta * KL`` (a scalar)."""
         log_px_z, kl = self.elbo_terms(x, y, generator)
@@ -398,7 +485,7 @@ class VAE(nn.Module):
 
     def iwae(
         self, x: Tensor, k: int, y: Tensor | None = None,
-        generator: torch.Generator | None = None, chunk_size: int = 2**16,
+        generator: GeneratorLike = None, chunk_size: int = 2**16,
     ) -> Tensor:
         """Importance-weighted bound (Burda et al., 2016), per example: shape (n,).
 
@@ -408,7 +495,10 @@ class VAE(nn.Module):
         fits in memory.
         """
         k = check_positive_int(k, "k")
+        chunk_size = check_positive_int(chunk_size, "chunk_size")
+        x = _check_images(x, like=self)
         mu, logvar = self.encode(x, y)
+        generator = as_generator(generator, "generator", device=mu.device)
         n = x.shape[0]
         per_chunk = max(1, min(k, chunk_size // max(n, 1)))
         total = torch.full((n,), -math.inf, dtype=mu.dtype, device=mu.device)
@@ -435,21 +525,22 @@ class VAE(nn.Module):
         models only.  Returns (n,).
         """
         if self.latent_dim > 2:
-            raise ValueError(f"log_px_quadrature: latent_dim must be 1 or 2, got {self.latent_dim}")
+            raise ValueError(f"latent_dim: log_px_quadrature needs 1 or 2, got {self.latent_dim}")
         if self.n_classes:
             raise ValueError("log_px_quadrature: only for an unconditional VAE")
-        x = _check_images(x).double().flatten(1)  # (n, 64)
-        n_grid = check_positive_int(n_grid, "n_grid", minimum=2)
-        t = torch.linspace(-limit, limit, n_grid, dtype=torch.float64)
-        z = torch.cartesian_prod(*[t] * self.latent_dim).view(-1, self.latent_dim)  # (G, d)
+        dtype, device = module_dtype_device(self)
+        x = _check_images(x, dtype=torch.float64).flatten(1)  # (n, 64)
         # A float64 copy of the decoder: the sum runs over up to 10^5 grid points.
-        logits = copy.deepcopy(self.decoder).double()(z).flatten(1)  # (G, 64)
-        # Bernoulli: x log s + (1 - x) log(1 - s) = x * logit + log sigmoid(-logit), so all
-        # (grid point, image) pairs come from one matrix product.
-        log_px_z = logits @ x.T + F.logsigmoid(-logits).sum(1, keepdim=True)  # (G, n)
-        log_joint = log_px_z + gaussian_log_prob(z)[:, None]
-        log_px = torch.logsumexp(log_joint, 0) + self.latent_dim * math.log(t[1] - t[0])
-        return log_px.to(next(self.parameters()).dtype)
+        decoder = copy.deepcopy(self.decoder).double().to(x.device)
+
+        def log_px_z(z: Tensor) -> Tensor:  # (G, d) -> (G, n)
+            logits = decoder(z).flatten(1)  # (G, 64)
+            # Bernoulli: x log s + (1 - x) log(1 - s) = x * logit + log sigmoid(-logit), so
+            # all (grid point, image) pairs come from one matrix product.
+            return logits @ x.T + F.logsigmoid(-logits).sum(1, keepdim=True)
+
+        log_px = log_marginal_quadrature(log_px_z, self.latent_dim, n_grid, limit)
+        return log_px.to(dtype=dtype, device=device)
 
     @torch.no_grad()
     def reconstruct(self, x: Tensor, y: Tensor | None = None) -> Tensor:
@@ -458,16 +549,18 @@ class VAE(nn.Module):
         return torch.sigmoid(self.decode(mu, y))
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+    def sample(self, n: int, generator: GeneratorLike = None) -> Tensor:
         """New images: ``z ~ N(0, I)``, then the decoder's pixel means. Shape (n, 1, 8, 8).
 
         (Drawing Bernoulli pixels on top would give binary images; like most papers we show
         the means.)
         """
         if self.n_classes:
-            raise ValueError("sample: a ConditionalVAE samples with sample(labels)")
+            raise ValueError("n: a ConditionalVAE samples with sample(labels)")
         n = check_positive_int(n, "n")
-        z = torch.randn(n, self.latent_dim, generator=generator)
+        dtype, device = module_dtype_device(self)
+        g = as_generator(generator, "generator", device=device)
+        z = torch.randn(n, self.latent_dim, generator=g, dtype=dtype, device=device)
         return torch.sigmoid(self.decode(z))
 
 
@@ -486,10 +579,13 @@ class ConditionalVAE(VAE):
         super().__init__(latent_dim, hidden, beta, check_positive_int(n_classes, "n_classes"))
 
     @torch.no_grad()
-    def sample(self, labels: Any, generator: torch.Generator | None = None) -> Tensor:  # type: ignore[override]
+    def sample(self, labels: Any, generator: GeneratorLike = None) -> Tensor:  # type: ignore[override]
         """Images of the requested classes: labels (n,) ints -> pixel means (n, 1, 8, 8)."""
         labels = _check_labels(labels, None, self.n_classes)
-        z = torch.randn(labels.shape[0], self.latent_dim, generator=generator)
+        dtype, device = module_dtype_device(self)
+        g = as_generator(generator, "generator", device=device)
+        labels = labels.to(device)
+        z = torch.randn(labels.shape[0], self.latent_dim, generator=g, dtype=dtype, device=device)
         return torch.sigmoid(self.decode(z, labels))
 
 
@@ -499,7 +595,8 @@ def nearest_distance(images: Tensor, reference: Tensor) -> Tensor:
     A simple measure of how far generated images lie from the data manifold (and, when the
     distance is 0, of copying).  images (n, 1, 8, 8), reference (m, 1, 8, 8) -> (n,).
     """
-    images, reference = _check_images(images, "images"), _check_images(reference, "reference")
+    images = _check_images(images, "images")
+    reference = _check_images(reference, "reference", like=images)
     return torch.cdist(images.flatten(1), reference.flatten(1)).min(dim=1).values
 
 
@@ -513,6 +610,18 @@ def perplexity(indices: Tensor, n_codes: int) -> float:
 
     Between 1 (one code used) and ``n_codes`` (all used equally often).
     """
+    n_codes = check_positive_int(n_codes, "n_codes")
+    if not isinstance(indices, Tensor):
+        arr = np.asarray(indices)
+        if not np.issubdtype(arr.dtype, np.integer):
+            raise TypeError(f"indices: expected integer code indices, got {type(indices).__name__}"
+                            f" of dtype {arr.dtype}")
+        indices = torch.from_numpy(arr)
+    if indices.dtype.is_floating_point or indices.dtype == torch.bool or indices.numel() == 0:
+        raise ValueError(f"indices: expected a non-empty integer tensor, got {indices.dtype} "
+                         f"{tuple(indices.shape)}")
+    if indices.min() < 0 or indices.max() >= n_codes:
+        raise ValueError(f"indices: codes must lie in 0..{n_codes - 1}")
     counts = torch.bincount(indices.flatten(), minlength=n_codes).float()
     p = counts / counts.sum()
     entropy = -(p[p > 0] * p[p > 0].log()).sum()
@@ -548,9 +657,11 @@ class VQVAE(nn.Module):
         self.n_codes = check_positive_int(n_codes, "n_codes", minimum=2)
         self.code_dim = check_positive_int(code_dim, "code_dim")
         self.grid = (check_positive_int(grid[0], "grid[0]"), check_positive_int(grid[1], "grid[1]"))
-        self.commitment = _check_beta(commitment)
-        self.dead_threshold = float(dead_threshold)
-        self.usage_decay = float(usage_decay)
+        self.commitment = _check_beta(commitment, "commitment")
+        self.dead_threshold = _check_beta(dead_threshold, "dead_threshold")
+        self.usage_decay = _check_beta(usage_decay, "usage_decay")
+        if self.usage_decay >= 1.0:
+            raise ValueError(f"usage_decay: expected a number in [0, 1), got {usage_decay!r}")
         flat = self.code_dim * self.grid[0] * self.grid[1]
         self.encoder = Encoder(flat, hidden)
         self.decoder = Decoder(flat, tuple(reversed(hidden)))
@@ -560,7 +671,7 @@ class VQVAE(nn.Module):
 
     def encode(self, x: Tensor) -> Tensor:
         """Continuous encoder outputs z_e: x (n, 1, 8, 8) -> (n, D, 4, 4)."""
-        return self.encoder(_check_images(x)).view(-1, self.code_dim, *self.grid)
+        return self.encoder(_check_images(x, like=self)).view(-1, self.code_dim, *self.grid)
 
     def quantize(self, z_e: Tensor) -> tuple[Tensor, Tensor]:
         """Nearest-code quantization of z_e (n, D, h, w).
@@ -569,7 +680,8 @@ class VQVAE(nn.Module):
             z_q: (n, D, h, w) the chosen codebook vectors (no straight-through here);
             indices: (n, h, w) int64, the index of the nearest code at each position.
         """
-        if z_e.ndim != 4 or z_e.shape[1] != self.code_dim:
+        z_e = as_tensor(z_e, "z_e", like=self, ndim=4)
+        if z_e.shape[1] != self.code_dim:
             raise ValueError(
                 f"z_e: expected shape (n, {self.code_dim}, h, w), got {tuple(z_e.shape)}"
             )
@@ -593,6 +705,7 @@ class VQVAE(nn.Module):
 
     def decode(self, z_q: Tensor) -> Tensor:
         """Quantised latents (n, D, 4, 4) -> Bernoulli logits (n, 1, 8, 8)."""
+        z_q = as_tensor(z_q, "z_q", like=self, shape=(None, self.code_dim, *self.grid))
         return self.decoder(z_q.flatten(1))
 
     @torch.no_grad()
@@ -609,6 +722,7 @@ class VQVAE(nn.Module):
 
     def loss_terms(self, x: Tensor) -> dict[str, Tensor]:
         """Per-example terms: 'recon' (-log p(x|z_q)), 'codebook', 'commitment'; and 'indices'."""
+        x = _check_images(x, like=self)
         logits, z_e, z_q, indices = self.forward(x)
         return {
             "recon": -bernoulli_log_prob(logits, x),
@@ -618,22 +732,28 @@ class VQVAE(nn.Module):
             "z_e": z_e,
         }
 
-    def loss(self, x: Tensor) -> Tensor:
-        """Batch mean of recon + codebook + commitment * commitment-term; monitors the codebook."""
+    def loss(self, x: Tensor, generator: GeneratorLike = None) -> Tensor:
+        """Batch mean of recon + codebook + commitment * commitment-term; monitors the codebook.
+
+        ``generator`` (a ``torch.Generator``, an int seed or None: a seed drawn from torch's
+        global state) picks the encoder outputs on which dead codes are re-initialised.
+        """
         t = self.loss_terms(x)
         if self.training:
-            self._monitor_codebook(t["indices"], t["z_e"].detach())
+            self._monitor_codebook(t["indices"], t["z_e"].detach(), generator)
         return (t["recon"] + t["codebook"] + self.commitment * t["commitment"]).mean()
 
     @torch.no_grad()
-    def _monitor_codebook(self, indices: Tensor, z_e: Tensor) -> None:
+    def _monitor_codebook(self, indices: Tensor, z_e: Tensor,
+                          generator: GeneratorLike = None) -> None:
         counts = torch.bincount(indices.flatten(), minlength=self.n_codes).float()
         self.usage.mul_(self.usage_decay).add_((1 - self.usage_decay) * counts / counts.sum())
         self.history["perplexity"].append(perplexity(indices, self.n_codes))
         dead = torch.nonzero(self.usage < self.dead_threshold / self.n_codes).flatten()
         if len(dead):
             flat = z_e.permute(0, 2, 3, 1).reshape(-1, self.code_dim)
-            pick = torch.randint(0, flat.shape[0], (len(dead),), device=flat.device)
+            g = as_generator(generator, "generator", device=flat.device)
+            pick = torch.randint(0, flat.shape[0], (len(dead),), device=flat.device, generator=g)
             self.codebook.data[dead] = flat[pick]
             # Give revived codes an average usage, so they have time to win data.
             self.usage[dead] = 1.0 / self.n_codes
@@ -663,7 +783,7 @@ def fit(
     n_steps: int = 2000,
     batch_size: int = 128,
     lr: float = 2e-3,
-    seed: int = 0,
+    generator: GeneratorLike = None,
     desc: str | None = None,
     show_progress: bool = True,
 ) -> list[float]:
@@ -671,13 +791,20 @@ def fit(
 
     Minimises ``model.loss(batch)`` (``model.loss(batch, labels)`` for a conditional model)
     with Adam through :func:`coursekit.train` (tqdm bar), on mini-batches drawn from
-    ``images`` (n, 1, 8, 8) [and ``labels`` (n,)].  The reparameterization noise comes from
-    torch's global generator, seeded with ``seed`` here so that a run is reproducible.
+    ``images`` (n, 1, 8, 8) [and ``labels`` (n,)].
+
+    Args:
+        generator: a ``torch.Generator``, an int seed or None (a seed drawn from torch's
+            global state, which ``seed_everything`` seeds). It draws the mini-batches and,
+            for a VAE, the reparameterization noise: the same seed gives the same run.
+            (No global generator is reseeded.)
 
     Returns:
         the loss after each step (list of floats).
     """
-    images = _check_images(images, "images")
+    if not isinstance(model, nn.Module) or not callable(getattr(model, "loss", None)):
+        raise TypeError(f"model: expected a coursekit.vae model with a loss(), got {type(model).__name__}")
+    images = _check_images(images, "images", like=model)
     conditional = getattr(model, "n_classes", 0) > 0
     if conditional:
         if labels is None:
@@ -685,19 +812,80 @@ def fit(
         labels = _check_labels(labels, images.shape[0], model.n_classes)
     elif labels is not None:
         raise ValueError("labels: this model is unconditional; pass labels=None")
-    torch.manual_seed(seed)
+    _, device = module_dtype_device(model)
+    g = as_generator(generator, "generator", device=device)
+    # utils.train shuffles on the CPU; on a GPU its generator is seeded from ours.
+    shuffle = g if device.type == "cpu" else torch.Generator().manual_seed(
+        int(torch.randint(0, 2**62, (1,), generator=g, device=device).item()))
+    # The VAEs draw their noise from g; a deterministic model (autoencoder, VQ-VAE) has none.
+    kw = {"generator": g} if "generator" in inspect.signature(model.loss).parameters else {}
+    if conditional:
+        labels = labels.to(device)
     model.train()
     index = torch.arange(images.shape[0])
 
     def loss_fn(batch_idx: Tensor) -> Tensor:
         if conditional:
-            return model.loss(images[batch_idx], labels[batch_idx])
-        return model.loss(images[batch_idx])
+            return model.loss(images[batch_idx], labels[batch_idx], **kw)
+        return model.loss(images[batch_idx], **kw)
 
     history = train(
         loss_fn, model.parameters(), index, n_steps=n_steps, batch_size=batch_size, lr=lr,
-        generator=torch.Generator().manual_seed(seed), desc=desc or type(model).__name__,
-        show_progress=show_progress,
+        generator=shuffle, desc=desc or type(model).__name__, show_progress=show_progress,
     )
     model.eval()
     return history
+
+
+# ----------------------------------------------------------------------------------------------
+# A convolutional VQ-VAE: a spatial map of codes
+# ----------------------------------------------------------------------------------------------
+
+
+class ConvVQVAE(VQVAE):
+    """A :class:`VQVAE` whose encoder and decoder are convolutional (van den Oord et al., 2017).
+
+    The MLP of :class:`VQVAE` outputs 16 vectors that are merely *read* as a 4x4 grid; here
+    code ``(r, c)`` is computed from an image patch around pixels ``(2r, 2c)`` only, so the
+    code map is spatial: neighbouring codes describe neighbouring patches, which is what an
+    autoregressive prior over the map (a PixelCNN) exploits.
+
+    Encoder, x: (n, 1, 8, 8) -> z_e: (n, D, 4, 4):
+        conv 3x3 (1 -> hidden), ReLU, conv 4x4 stride 2 pad 1 (8x8 -> 4x4), ReLU,
+        conv 1x1 (hidden -> D).  Code (r, c) sees pixel rows/cols 2r-2 .. 2r+3 (6x6).
+    Decoder, z_q: (n, D, 4, 4) -> logits: (n, 1, 8, 8):
+        conv 3x3 (D -> hidden), ReLU, transposed conv 4x4 stride 2 pad 1 (4x4 -> 8x8),
+        ReLU, conv 3x3 (hidden -> 1).
+
+    Args:
+        n_codes, code_dim, commitment, dead_threshold, usage_decay: as for :class:`VQVAE`.
+        hidden: channels of the hidden convolutions.
+    """
+
+    def __init__(
+        self, n_codes: int = 32, code_dim: int = 4, hidden: int = 16,
+        commitment: float = 0.25, dead_threshold: float = 0.03, usage_decay: float = 0.95,
+    ) -> None:
+        super().__init__(n_codes, code_dim, (4, 4), (8,), commitment, dead_threshold,
+                         usage_decay)
+        hidden = check_positive_int(hidden, "hidden")
+        d = self.code_dim
+        self.encoder = nn.Sequential(
+            nn.Conv2d(1, hidden, 3, padding=1), nn.ReLU(),             # (n, h, 8, 8)
+            nn.Conv2d(hidden, hidden, 4, stride=2, padding=1), nn.ReLU(),  # (n, h, 4, 4)
+            nn.Conv2d(hidden, d, 1),                                   # (n, D, 4, 4)
+        )
+        self.decoder = nn.Sequential(
+            nn.Conv2d(d, hidden, 3, padding=1), nn.ReLU(),             # (n, h, 4, 4)
+            nn.ConvTranspose2d(hidden, hidden, 4, stride=2, padding=1), nn.ReLU(),  # 8x8
+            nn.Conv2d(hidden, 1, 3, padding=1),                        # (n, 1, 8, 8)
+        )
+
+    def encode(self, x: Tensor) -> Tensor:
+        """Continuous encoder outputs z_e: x (n, 1, 8, 8) -> (n, D, 4, 4), one per patch."""
+        return self.encoder(_check_images(x, like=self))
+
+    def decode(self, z_q: Tensor) -> Tensor:
+        """Quantised code map (n, D, 4, 4) -> Bernoulli logits (n, 1, 8, 8)."""
+        z_q = as_tensor(z_q, "z_q", like=self, shape=(None, self.code_dim, *self.grid))
+        return self.decoder(z_q)

@@ -12,6 +12,7 @@ from scipy import stats
 from torch.distributions import Bernoulli, Categorical
 
 from coursekit import autoregressive as ar
+from coursekit import language_model as lm
 
 # ----------------------------------------------------------------------------- chain rule
 
@@ -267,11 +268,11 @@ def test_bernoulli_baseline_matches_torch():
     assert ar.bits_per_dim(torch.tensor([-3 * math.log(2.0)]), 3) == pytest.approx(1.0)
 
 
-# ----------------------------------------------------------------------------- character model
+# ------------------------------------------------ character model (coursekit.language_model)
 
 
 def test_char_vocab_round_trip():
-    v = ar.CharVocab("hello world")
+    v = lm.CharVocab("hello world")
     assert v.decode(v.encode("low hold")) == "low hold" and len(v) == 8
     with pytest.raises(ValueError, match="vocabulary"):
         v.encode("xyz")
@@ -279,8 +280,8 @@ def test_char_vocab_round_trip():
 
 def test_char_transformer_is_causal():
     torch.manual_seed(0)
-    v = ar.CharVocab("abcdefgh")
-    model = ar.CharTransformer(len(v), context=12, d_model=16, n_heads=2, n_layers=2).eval()
+    v = lm.CharVocab("abcdefgh")
+    model = lm.CharTransformer(len(v), context=12, d_model=16, n_heads=2, n_layers=2).eval()
     idx = torch.randint(0, len(v), (2, 12), generator=torch.Generator().manual_seed(0))
     base = model(idx)
     for s in range(12):
@@ -293,10 +294,10 @@ def test_char_transformer_is_causal():
 
 def test_sequence_log_prob_matches_token_by_token():
     torch.manual_seed(0)
-    v = ar.CharVocab("the cat sat on the mat")
-    model = ar.CharTransformer(len(v), context=8, d_model=16, n_heads=2, n_layers=1).eval()
+    v = lm.CharVocab("the cat sat on the mat")
+    model = lm.CharTransformer(len(v), context=8, d_model=16, n_heads=2, n_layers=1).eval()
     toks = v.encode("the cat sat on the mat")
-    lp = ar.sequence_log_prob(model, toks)
+    lp = lm.sequence_log_prob(model, toks)
     with torch.no_grad():
         ref = torch.stack([torch.log_softmax(model(toks[max(0, t - 8):t][None])[0, -1], -1)[toks[t]]
                            for t in range(1, len(toks))])
@@ -305,17 +306,17 @@ def test_sequence_log_prob_matches_token_by_token():
 
 def test_generate_greedy_and_reproducible():
     torch.manual_seed(0)
-    v = ar.CharVocab("abcab cab")
-    model = ar.CharTransformer(len(v), context=8, d_model=16, n_heads=2, n_layers=1)
+    v = lm.CharVocab("abcab cab")
+    model = lm.CharTransformer(len(v), context=8, d_model=16, n_heads=2, n_layers=1)
     g = lambda: torch.Generator().manual_seed(0)
-    a = ar.generate(model, v, "ab", 20, generator=g())
-    assert a == ar.generate(model, v, "ab", 20, generator=g()) and len(a) == 22
-    assert ar.generate(model, v, "ab", 20, temperature=1e-4, generator=g()) == ar.generate(
+    a = lm.generate(model, v, "ab", 20, generator=g())
+    assert a == lm.generate(model, v, "ab", 20, generator=g()) and len(a) == 22
+    assert lm.generate(model, v, "ab", 20, temperature=1e-4, generator=g()) == lm.generate(
         model, v, "ab", 20, greedy=True)
 
 
 def test_load_book_text_falls_back(tmp_path):
-    assert ar.load_book_text(tmp_path) == ar.FALLBACK_TEXT
-    assert ar.load_book_text(None) == ar.FALLBACK_TEXT
+    assert lm.load_book_text(tmp_path) == lm.load_corpus()
+    assert lm.load_book_text(None) == lm.load_corpus()
     # the language-model chapter's prompt must be writable with the fallback's vocabulary
-    ar.CharVocab(ar.FALLBACK_TEXT).encode("Generative models are")
+    lm.CharVocab(lm.load_corpus()).encode("Generative models are")

@@ -10,9 +10,9 @@ from coursekit import data
 
 @pytest.mark.parametrize("name", data.TOY_2D)
 def test_toy_shapes_and_determinism(name):
-    a = data.toy_2d(name, 500, seed=3)
-    b = data.toy_2d(name, 500, seed=3)
-    c = data.toy_2d(name, 500, seed=4)
+    a = data.toy_2d(name, 500, rng=3)
+    b = data.toy_2d(name, 500, rng=3)
+    c = data.toy_2d(name, 500, rng=4)
     assert a.shape == (500, 2) and np.all(np.isfinite(a))
     assert np.array_equal(a, b) and not np.array_equal(a, c)
 
@@ -29,7 +29,7 @@ def test_toy_bad_n(n):
 
 
 def test_eight_gaussians_parameters():
-    x = data.toy_2d("eight_gaussians", 40_000, seed=0)
+    x = data.toy_2d("eight_gaussians", 40_000, rng=0)
     # Each point lies near one of 8 centres at radius 4/1.414, with std 0.5/1.414 per axis.
     angles = np.arange(8) * np.pi / 4
     centres = 4 / 1.414 * np.stack([np.cos(angles), np.sin(angles)], 1)
@@ -41,14 +41,14 @@ def test_eight_gaussians_parameters():
 
 
 def test_grid25_parameters():
-    x = data.toy_2d("grid25", 20_000, seed=0)
+    x = data.toy_2d("grid25", 20_000, rng=0)
     centres = np.round(x / 2) * 2
     assert set(np.unique(centres)) <= {-4.0, -2.0, 0.0, 2.0, 4.0}
     assert abs((x - centres).std() - 0.05) < 0.003
 
 
 def test_checkerboard_is_uniform_on_dark_squares():
-    x = data.toy_2d("checkerboard", 50_000, seed=0)
+    x = data.toy_2d("checkerboard", 50_000, rng=0)
     assert np.all(data.checkerboard_density(x) == 1 / 32)
     # uniform along each axis over [-4, 4]
     assert stats.kstest(x[:, 0], stats.uniform(-4, 8).cdf).pvalue > 1e-3
@@ -61,7 +61,7 @@ def test_checkerboard_is_uniform_on_dark_squares():
 
 
 def test_rings_radii():
-    x = data.toy_2d("rings", 20_000, seed=0)
+    x = data.toy_2d("rings", 20_000, rng=0)
     r = np.linalg.norm(x, axis=1)
     nearest = np.array([3.0, 2.25, 1.5, 0.75])[np.abs(r[:, None] - [3.0, 2.25, 1.5, 0.75]).argmin(1)]
     assert abs((r - nearest).std() - 0.08) < 0.005

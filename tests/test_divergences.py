@@ -96,7 +96,7 @@ def test_kl_monte_carlo_accepts_torch_and_reports_infinity():
 
 def test_kl_monte_carlo_bad_input():
     x = np.linspace(0, 1, 10)
-    with pytest.raises(ValueError, match="callables"):
+    with pytest.raises(TypeError, match="callables"):
         dv.kl_monte_carlo(None, stats.norm.logpdf, x)
     with pytest.raises(ValueError, match="one log-density per sample"):
         dv.kl_monte_carlo(lambda s: np.zeros(3), stats.norm.logpdf, x)

@@ -307,7 +307,7 @@ def test_em_init_mixture_must_fit_the_data():
 def test_gd_improves_and_approaches_em():
     x = _blobs(n=1500, seed=14)
     start = gmm.initialize(x, 3, method="random", rng=0)
-    model, history = gmm.fit_gd(x, 3, steps=300, lr=0.05, init=start, rng=0,
+    model, history = gmm.fit_gd(x, 3, n_steps=300, lr=0.05, init=start, rng=0,
                                 show_progress=False)
     _, em_hist = gmm.fit_em(x, 3, rng=0)
     assert len(history) == 300
@@ -321,15 +321,15 @@ def test_gd_loss_is_the_mixture_nll():
     # With lr tiny the parameters barely move: history[0] is exactly the mean log-likelihood.
     x = _blobs(n=500, seed=15)
     start = _mixture(2, 3, seed=15)
-    _, history = gmm.fit_gd(x, 3, steps=1, lr=1e-12, init=start, show_progress=False)
+    _, history = gmm.fit_gd(x, 3, n_steps=1, lr=1e-12, init=start, show_progress=False)
     assert np.isclose(history[0], start.score(x), rtol=1e-8)
 
 
 def test_gd_bad_input():
     with pytest.raises(ValueError, match="NaN"):
-        gmm.fit_gd(np.full((5, 2), np.nan), 2, steps=1, lr=0.1)
+        gmm.fit_gd(np.full((5, 2), np.nan), 2, n_steps=1, lr=0.1)
     with pytest.raises(ValueError, match="lr"):
-        gmm.fit_gd(np.zeros((5, 2)), 2, steps=1, lr=0.0)
+        gmm.fit_gd(np.zeros((5, 2)), 2, n_steps=1, lr=0.0)
 
 
 def test_log_joint_is_log_weight_plus_component_log_density():

@@ -151,7 +151,7 @@ def test_marsaglia_polar():
 def test_marsaglia_bad_input():
     with pytest.raises(ValueError, match="n"):
         S.marsaglia_polar(-3)
-    with pytest.raises(ValueError, match="rng"):
+    with pytest.raises(TypeError, match="rng"):
         S.marsaglia_polar(3, rng="seed")
 
 

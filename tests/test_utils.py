@@ -52,9 +52,47 @@ def test_as_rng():
     assert v.as_rng(g) is g
     assert v.as_rng(5).random() == np.random.default_rng(5).random()
     assert isinstance(v.as_rng(None), np.random.Generator)
-    for bad in ("seed", 1.5, True, -3):
-        with pytest.raises(ValueError, match="rng"):
+    for bad in ("seed", 1.5, True, -3, torch.Generator()):
+        with pytest.raises((ValueError, TypeError), match="rng"):
             v.as_rng(bad)
+
+
+@pytest.mark.parametrize("bad", [-1.0, 0.0, float("nan"), float("inf"), "big"])
+def test_train_refuses_bad_clip_grad(bad):
+    # clip_grad=-1 used to train uphill without a word, 0 froze training.
+    w = torch.nn.Parameter(torch.tensor(3.0))
+    with pytest.raises(ValueError, match="clip_grad"):
+        ck.train(lambda: w**2, [w], n_steps=1, clip_grad=bad, show_progress=False)
+
+
+def test_train_accepts_numpy_data_and_seeds():
+    data = np.random.default_rng(0).normal(size=(64, 2))
+    seen = []
+
+    def loss(b):
+        seen.append(b)
+        return (b.sum() * w).pow(2)
+
+    w = torch.nn.Parameter(torch.tensor(1.0))
+    ck.train(loss, [w], data, n_steps=3, batch_size=8, generator=5, show_progress=False)
+    first = [b.clone() for b in seen]
+    seen.clear()
+    ck.train(loss, [w], data, n_steps=3, batch_size=8, generator=5, show_progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(first, seen, strict=True))
+    assert first[0].dtype == torch.float32  # moved to the parameters' dtype
+    # None: a seed drawn from torch's global state, so seed_everything repeats a run.
+    for _ in range(2):
+        ck.seed_everything(3)
+        seen.clear()
+        ck.train(loss, [w], data, n_steps=1, batch_size=8, show_progress=False)
+        first, last = (seen[0], first) if _ == 0 else (first, seen[0])
+    assert torch.equal(first, last)
+    with pytest.raises(TypeError, match="generator"):
+        ck.train(loss, [w], data, n_steps=1, generator=np.random.default_rng(0))
+    with pytest.raises(ValueError, match="data"):
+        ck.train(loss, [w], np.zeros((0, 2)), n_steps=1)
+    with pytest.raises(ValueError, match="data"):
+        ck.train(loss, [w], np.full((4, 2), np.nan), n_steps=1)
 
 
 def test_checks():

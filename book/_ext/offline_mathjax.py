@@ -8,6 +8,11 @@ Sphinx's ``mathjax_path`` at it. MathJax loads its extensions and fonts relative
 script, so everything it reads then comes from the book. The notation macros of
 ``_config.yml`` (``mathjax3_config``) keep working: Sphinx still writes that configuration
 into every page; only the script's address changes.
+
+Why it stays: this is not a bug work-around but a feature the pinned stack lacks. Sphinx
+7.4 (``sphinx.ext.mathjax``), myst-nb 1.4.0 and sphinx-book-theme 1.3.0 can only point
+``mathjax_path`` at an address; serving MathJax from the book without this extension would
+mean committing the MathJax bundle (megabytes of JavaScript) to the repository.
 """
 
 from __future__ import annotations

@@ -6,6 +6,14 @@ output. myst-nb's ``nb_merge_streams`` joins those outputs but puts a newline be
 every redraw would still show as a line of its own. This extension replaces that merge by one
 that concatenates the stream text as the kernel wrote it and then keeps, on each line, only
 what follows the last carriage return: what a terminal would show at the end.
+
+Why it stays (checked against the pinned versions, myst-nb 1.4.0 via jupyter-book
+1.0.4.post1): ``myst_nb.core.render.coalesce_streams`` right-strips every stream output and
+appends ``"\n"`` before concatenating, and its carriage-return rule (``.*\r(?=[^\n])``)
+only acts within one line. Three tqdm redraws ``"\r 0%"``, ``"\r 33%"``, ``"\r100%\n"``
+therefore render as three lines with myst-nb alone, and as the single final line
+``100%`` with this extension (reproduced in tests/test_conventions.py). Remove it when
+myst-nb's merge keeps the kernel's text as written.
 """
 
 from __future__ import annotations
