@@ -11,13 +11,21 @@ after the topic a student would look for:
 - :mod:`coursekit.data`: the 2-D toy distributions and the 8x8 digits;
 - :mod:`coursekit.plot`: the book's figures (``plot.use_style()`` gives the book's look).
 
-Topic modules (``sampling``, ``gmm``, ``divergences``, ``autoregressive``,
-``language_model``, ``flows``, ``ebm``, ``vae``, ...) are imported on demand:
-``from coursekit import gmm``. The conventions every module follows are in CONTRIBUTING.md.
+Topic modules are imported on demand (``from coursekit import gmm``):
+
+- Lecture 1: ``sampling``, ``gmm``, ``divergences``, ``transport`` (1-D Monge map, stochastic
+  linear transport), ``autoregressive``, ``language_model``, ``tokenizer`` (byte-pair
+  encoding), ``flows``, ``ebm``, ``mcmc`` (MALA, HMC, effective sample size), ``vae``;
+- Lecture 2: ``gan``; Lecture 3: ``diffusion``; Lecture 4: ``metrics``;
+- the practicals' check cells: ``practical1_checks``, ``practical2_checks``,
+  ``practical3_checks``; the student handouts: ``handout``;
+- the course project: ``project`` (the shared generator, evaluation, leaderboard).
+
+The conventions every module follows are in CONTRIBUTING.md.
 """
 
 from coursekit.utils import get_device, progress, seed_everything, train
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = ["__version__", "get_device", "progress", "seed_everything", "train"]

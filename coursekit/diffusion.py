@@ -45,6 +45,7 @@ import torch
 from torch import nn
 
 from coursekit.gmm import GaussianMixture
+from coursekit.numerics import LOG_2PI
 from coursekit.validation import (
     GeneratorLike,
     RngLike,
@@ -59,7 +60,6 @@ from coursekit.validation import (
 Denoiser = Callable[[torch.Tensor, Any], torch.Tensor]
 EpsModel = Callable[[torch.Tensor, Any], torch.Tensor]
 
-LOG_2PI = math.log(2.0 * math.pi)
 
 # --------------------------------------------------------------------------------------
 # The exact noised Gaussian mixture

@@ -159,8 +159,10 @@ def train_baseline(n_steps: int = 3000, *, seed: int = 0, beta: float = 1.0,
     n_steps = check_positive_int(n_steps, "n_steps")
     beta = check_positive(beta, "beta")
     g = as_generator(seed)
-    torch.manual_seed(seed)  # the networks' initial weights (documented: this call seeds torch)
-    decoder, encoder = SharedGenerator(), _Encoder()
+    # The networks' initial weights come from the seed, without touching the caller's stream.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        decoder, encoder = SharedGenerator(), _Encoder()
     images, _ = load_digits("train")
 
     def neg_elbo(x: torch.Tensor) -> torch.Tensor:
@@ -196,7 +198,9 @@ def _limit_resources() -> None:  # runs in the child, before it executes anythin
 def _child_sample(submission: str, n: int, seed: int, out: str) -> None:
     """Child side: load the weights safely, draw ``n`` samples, save them as a float32 .npy."""
     torch.set_num_threads(1)
-    torch.manual_seed(seed)  # for sampling.py code that ignores the generator it is given
+    # This is the child process, not the caller's: seeding its global stream makes a
+    # sampling.py that ignores the generator it is given reproducible too.
+    torch.manual_seed(seed)
     folder = Path(submission)
     model = SharedGenerator()
     try:

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+import tomllib
 import yaml
 
 import coursekit
@@ -17,11 +18,11 @@ REPO_URL = "https://github.com/generative-models-course/generative-models-book"
 
 #: The first code cell of every notebook: installs coursekit (pinned to this version) on Colab only.
 COLAB_CELL = (
-    "# Colab set-up: installs coursekit, the book's helper package, when this runs on Google Colab.\n"
+    "# Colab set-up: installs coursekit (the book's helper package) on Colab only.\n"
     "import sys\n"
     "\n"
     'if "google.colab" in sys.modules:\n'
-    f'    %pip install -q "coursekit @ git+{REPO_URL}@v{coursekit.__version__}"'
+    f'    %pip install -q "coursekit[notebooks] @ git+{REPO_URL}@v{coursekit.__version__}"'
 )
 
 #: The numbered algorithms of the slides, in order ("Algorithm 1: LCG" ... "Algorithm 6").
@@ -180,7 +181,9 @@ def test_readme_links_every_notebook_to_colab():
 
 
 def test_version_is_consistent():
-    pyproject = (ROOT / "pyproject.toml").read_text()
-    assert f'version = "{coursekit.__version__}"' in pyproject
+    # The version is defined once, in coursekit/__init__.py, and read by setuptools.
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert pyproject["project"]["dynamic"] == ["version"]
+    assert pyproject["tool"]["setuptools"]["dynamic"]["version"]["attr"] == "coursekit.__version__"
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
     assert config["repository"]["url"] == REPO_URL

@@ -297,7 +297,7 @@ def test_phone_width(server, browser, screenshots: Path) -> None:
     assert not problems, problems
 
 
-def test_screenshots_were_saved(screenshots: Path) -> None:
+def test_screenshots_were_saved(server, browser, screenshots: Path) -> None:
     # Runs last (file order): tells the person where to look.
     shots = list(screenshots.glob("*.png"))
     print(f"\n{len(shots)} screenshots in {screenshots}")

@@ -794,11 +794,7 @@ def test_plot_import_keeps_matplotlib_settings():
 
 
 #: Notebooks whose owners still have to add ``plot.use_style()`` (remove each when done).
-_STYLE_PENDING = {
-    "f_gan.ipynb", "original_gan.ipynb", "rejection_sampling.ipynb", "wasserstein_gan.ipynb",
-    "ddim.ipynb", "ddpm.ipynb", "edm.ipynb", "guidance.ipynb", "score_sde.ipynb",
-    "practical1_vae.ipynb",
-}
+_STYLE_PENDING: set[str] = set()
 
 
 def test_notebooks_that_plot_call_use_style():

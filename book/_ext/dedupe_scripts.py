@@ -17,7 +17,9 @@ from __future__ import annotations
 from typing import Any
 
 
-def _dedupe(app: Any, pagename: str, templatename: str, context: dict, doctree: Any) -> None:
+def _dedupe(
+    app: Any, pagename: str, templatename: str, context: dict, doctree: Any
+) -> None:
     scripts = context.get("script_files")
     if not scripts:
         return
@@ -25,8 +27,10 @@ def _dedupe(app: Any, pagename: str, templatename: str, context: dict, doctree: 
     unique = []
     for script in scripts:
         # The repeat has filename '' where the original has None: treat both as "inline".
-        key = (str(getattr(script, "filename", script) or ""),
-               str(getattr(script, "attributes", {}).get("body", "")))
+        key = (
+            str(getattr(script, "filename", script) or ""),
+            str(getattr(script, "attributes", {}).get("body", "")),
+        )
         if key in seen:
             continue
         seen.add(key)

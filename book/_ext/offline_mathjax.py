@@ -38,7 +38,9 @@ def _bundle() -> Path:
         ) from None
     es5 = Path(mathjax.__file__).parent / "static" / "mathjax" / "es5"
     if not (es5 / ENTRY).is_file():
-        raise ExtensionError(f"offline_mathjax: {es5 / ENTRY} is missing; reinstall MathJax")
+        raise ExtensionError(
+            f"offline_mathjax: {es5 / ENTRY} is missing; reinstall MathJax"
+        )
     return es5
 
 
@@ -50,7 +52,9 @@ def _point_at_local_copy(app: Any, config: Any) -> None:
 
 def _copy_bundle(app: Any, exc: Exception | None) -> None:
     if exc is None and app.builder.format == "html":
-        copy_asset(str(_bundle()), str(Path(app.outdir) / "_static" / "mathjax"))
+        copy_asset(
+            str(_bundle()), str(Path(app.outdir) / "_static" / "mathjax")
+        )
 
 
 def setup(app: Any) -> dict:

@@ -40,7 +40,9 @@ def coalesce_streams(outputs: list) -> list:
             streams[output["name"]] = output
         merged.append(output)
     for output in streams.values():
-        output["text"] = "\n".join(_final_line(line) for line in output["text"].split("\n"))
+        output["text"] = "\n".join(
+            _final_line(line) for line in output["text"].split("\n")
+        )
     return merged
 
 
