@@ -4,7 +4,8 @@ The test serves ``_build/html`` on the loopback address and opens **every** page
 Chromium (Playwright's Python package driving the system's Chromium: no browser download).
 Requests to any other host are blocked, as in a classroom with no network. It fails on:
 
-- a formula left untypeset (raw TeX, or a MathJax error such as an unknown macro);
+- a formula left untypeset (raw TeX, a MathJax error such as an unknown macro or a double
+  subscript, or a "$" left in the prose where Markdown did not parse the math);
 - a failed request to the local server, or any request the page makes to another host;
 - a broken image, or a figure that did not render (matplotlib's ``<Figure size ...>`` text);
 - a console error or an uncaught exception;
@@ -192,6 +193,16 @@ async () => {
   out.errorCells = document.querySelectorAll('.output.traceback, .output.error').length;
   out.unrendered = Array.from(document.querySelectorAll('.cell_output'))
       .filter(o => /<Figure size \\d+x\\d+ with/.test(o.textContent)).length;
+  // A "$" left in the prose is math that Markdown did not parse (e.g. display math glued to
+  // a paragraph, or an inline formula broken by a line that starts with "+").
+  const walker = document.createTreeWalker(document.querySelector('article') || document.body,
+                                           NodeFilter.SHOW_TEXT);
+  out.strayDollars = [];
+  for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+    if (n.parentElement.closest('pre, code, mjx-container, .cell_output, script, style, ' +
+                                '.citation, .bibliography')) continue;
+    if (n.textContent.includes('$')) out.strayDollars.push(n.textContent.trim().slice(0, 60));
+  }
   out.overflow = Array.from(document.querySelectorAll('.cell_input pre'))
       .filter(p => p.scrollWidth > p.clientWidth + 1)
       .map(p => p.textContent.split('\\n').reduce((a, b) => a.length >= b.length ? a : b, '')
@@ -226,6 +237,9 @@ def test_page(rel: str, server, browser, screenshots: Path) -> None:
                         f"{report['untypeset'][:3]}")
     if report["mathErrors"]:
         problems.append(f"MathJax errors: {report['mathErrors'][:3]}")
+    if report["strayDollars"]:
+        problems.append(f"{len(report['strayDollars'])} unparsed '$' in the text (math that "
+                        f"Markdown broke), e.g. {report['strayDollars'][:2]}")
     if report["brokenImages"]:
         problems.append(f"broken images: {report['brokenImages'][:3]}")
     if report["errorCells"]:
