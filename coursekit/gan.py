@@ -13,6 +13,7 @@ The code behind Lecture 2 and Practical 2 (a GAN is an implicit model: a push-fo
 - Lipschitz constraints: :func:`gradient_penalty` (Gulrajani et al. 2017),
   :func:`clip_weights` (Arjovsky et al. 2017), :func:`spectral_norm` by power iteration
   (Miyato et al. 2018; the critic itself uses ``torch.nn.utils.parametrizations.spectral_norm``);
+  the zero-centred :func:`r1_penalty` on real data (Mescheder et al. 2018);
 - models: :class:`Generator`, :class:`Critic` (MLPs for 2-D toys), :class:`DigitGenerator`,
   :class:`DigitCritic` (MLPs for the 8x8 digits), and the alternating loop :func:`train_gan`;
 - discriminator rejection sampling (Azadi et al. 2019): :func:`drs_accept_prob`,
@@ -387,6 +388,29 @@ def gradient_penalty(
     return ((norms - 1.0) ** 2).mean()
 
 
+def r1_penalty(critic: nn.Module, real: Any) -> Tensor:
+    """The R1 penalty ``E_P ||grad_x critic(x)||_2^2`` on real data (Mescheder et al. 2018).
+
+    A zero-centred penalty: the discriminator is pushed to be flat on the data, which damps
+    the oscillations of GAN training near equilibrium (the paper adds ``gamma / 2`` times
+    this to the discriminator's loss). Differentiable with respect to the critic's
+    parameters (``create_graph=True``).
+
+    Args:
+        critic: maps (n, ...) to (n,) or (n, 1) scores.
+        real: (n, ...) a batch of data.
+
+    Returns:
+        a scalar tensor.
+    """
+    if not isinstance(critic, nn.Module):
+        raise TypeError(f"critic: expected a torch.nn.Module, got {type(critic).__name__}")
+    x = as_tensor(real, "real", like=critic, detach=True).clone().requires_grad_(True)
+    scores = critic(x).reshape(x.shape[0], -1).sum()           # sum: grads are per-sample
+    (grad,) = torch.autograd.grad(scores, x, create_graph=True)  # (n, ...)
+    return grad.flatten(1).pow(2).sum(dim=1).mean()
+
+
 def critic_gradient_norms(critic: nn.Module, x: Any) -> Tensor:
     """``||grad_x critic(x)||_2`` at each point: (n, ...) -> (n,) (detached)."""
     x = as_tensor(x, "x", like=critic, detach=True).clone().requires_grad_(True)
@@ -466,11 +490,18 @@ class Generator(nn.Module):
     ReLU hidden layers; the output is linear (2-D toys) or goes through a sigmoid
     (``output="sigmoid"``: images in [0, 1]). No batch norm (small batches of a 2-D toy
     make its statistics noisy).
+
+    ``scale`` (linear output only) multiplies the network's output: with ``scale`` set to
+    the data's standard deviation, the network works in standardised units, where its
+    default initialisation and a learning rate of 1e-3 suit it, while samples come out in
+    the data's units. Training ``Generator(scale=s)`` against ``Critic(scale=s)`` on ``x``
+    is the same computation as training the unscaled pair on ``x / s``.
     """
 
     def __init__(
         self, latent_dim: int = 2, out_shape: Sequence[int] = (2,),
         hidden: Sequence[int] = (128, 128, 128), output: str = "linear",
+        scale: float = 1.0,
     ) -> None:
         super().__init__()
         self.latent_dim = check_positive_int(latent_dim, "latent_dim")
@@ -478,6 +509,9 @@ class Generator(nn.Module):
         if output not in ("linear", "sigmoid"):
             raise ValueError(f"output: expected 'linear' or 'sigmoid', got {output!r}")
         self.output = output
+        self.scale = check_positive(scale, "scale")
+        if output == "sigmoid" and self.scale != 1.0:
+            raise ValueError("scale: only for output='linear' (a sigmoid output is in [0, 1])")
         self.net = _mlp([self.latent_dim, *_hidden(hidden), math.prod(self.out_shape)], nn.ReLU)
 
     def forward(self, z: Tensor) -> Tensor:
@@ -486,6 +520,8 @@ class Generator(nn.Module):
         x = self.net(z)
         if self.output == "sigmoid":
             x = torch.sigmoid(x)
+        elif self.scale != 1.0:
+            x = self.scale * x
         return x.unflatten(-1, self.out_shape)
 
     def sample(self, n: int, generator: GeneratorLike = None) -> Tensor:
@@ -506,20 +542,25 @@ class Critic(nn.Module):
     (Miyato et al. 2018), which makes the network 1-Lipschitz up to the power-iteration error.
     No batch norm: it makes each score depend on the rest of the batch, which breaks the
     per-sample gradient penalty and the per-sample logits of rejection sampling.
+    ``scale`` divides the input (see :class:`Generator`: the pair then works in
+    standardised units).
     """
 
     def __init__(
         self, in_shape: Sequence[int] = (2,), hidden: Sequence[int] = (128, 128, 128),
-        spectral_norm: bool = False,
+        spectral_norm: bool = False, scale: float = 1.0,
     ) -> None:
         super().__init__()
         self.in_shape = tuple(check_positive_int(s, "in_shape") for s in in_shape)
+        self.scale = check_positive(scale, "scale")
         self.net = _mlp([math.prod(self.in_shape), *_hidden(hidden), 1],
                         lambda: nn.LeakyReLU(0.2), sn=bool(spectral_norm))
 
     def forward(self, x: Tensor) -> Tensor:
         """x: (n, *in_shape) -> (n,) scores."""
         x = as_tensor(x, "x", like=self, shape=(None, *self.in_shape))
+        if self.scale != 1.0:
+            x = x / self.scale
         return self.net(x.flatten(1)).squeeze(-1)
 
 
@@ -542,6 +583,7 @@ class DigitCritic(Critic):
 # ----------------------------------------------------------------------------------------------
 
 LOSSES = ("nonsaturating", "saturating", "wgan_gp", "wgan_clip", "f_gan")
+LR_SCHEDULES = ("constant", "linear")
 
 
 def train_gan(
@@ -559,6 +601,8 @@ def train_gan(
     n_critic: int = 1,
     gp_weight: float = 0.1,
     clip: float = 0.01,
+    r1_weight: float = 0.0,
+    lr_schedule: str = "constant",
     generator: GeneratorLike = None,
     desc: str = "GAN",
     show_progress: bool = True,
@@ -587,6 +631,12 @@ def train_gan(
         gp_weight: lambda of the gradient penalty (Gulrajani et al. use 10; a small 2-D
             critic with lr 1e-3 trains faster with 0.1-1).
         clip: weight-clipping bound c for ``wgan_clip``.
+        r1_weight: gamma >= 0 of the R1 penalty: ``gamma / 2 *`` :func:`r1_penalty` on
+            the real batch is added to the critic's loss (0: none).
+        lr_schedule: ``"constant"``, or ``"linear"``: both learning rates decay linearly
+            from their initial values to 0 over the ``n_steps`` generator steps (the
+            critic's updates of step k use the same factor ``1 - k / n_steps``), which
+            lets the two players settle at the end of a short run.
         generator: torch generator (or seed) for the batches, the latents and the penalty.
         callback: called as ``callback(step)`` after each generator step (e.g. to take
             snapshots of the samples); it must not draw from ``generator``.
@@ -605,12 +655,25 @@ def train_gan(
     n_critic = check_positive_int(n_critic, "n_critic")
     batch_size = check_positive_int(batch_size, "batch_size")
     gp_weight, clip = check_positive(gp_weight, "gp_weight"), check_positive(clip, "clip")
+    try:
+        r1_weight = float(r1_weight)
+    except (TypeError, ValueError):
+        raise ValueError(f"r1_weight: expected a number >= 0, got {r1_weight!r}") from None
+    if not (math.isfinite(r1_weight) and r1_weight >= 0.0):
+        raise ValueError(f"r1_weight: expected a finite number >= 0, got {r1_weight!r}")
+    if lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule: expected one of {', '.join(LR_SCHEDULES)}, "
+                         f"got {lr_schedule!r}")
     x = as_tensor(data, "data", like=critic, detach=True)
     p = next(generator_net.parameters())
     gen = as_generator(generator, "generator", device=x.device)
     opt_g = torch.optim.Adam(generator_net.parameters(), lr=check_positive(lr_g, "lr_g"),
                              betas=betas)
     opt_d = torch.optim.Adam(critic.parameters(), lr=check_positive(lr_d, "lr_d"), betas=betas)
+    schedulers = []
+    if lr_schedule == "linear":
+        schedulers = [torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 1.0 - k / n_steps)
+                      for opt in (opt_g, opt_d)]
     history: dict[str, list[float]] = {"critic": [], "generator": []}
 
     def fake_batch() -> Tensor:
@@ -634,6 +697,8 @@ def train_gan(
                 if loss == "wgan_gp":
                     d_loss = d_loss + gp_weight * gradient_penalty(critic, real, fake,
                                                                    generator=gen)
+            if r1_weight > 0.0:
+                d_loss = d_loss + 0.5 * r1_weight * r1_penalty(critic, real)
             opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             opt_d.step()
@@ -651,6 +716,8 @@ def train_gan(
         opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         opt_g.step()
+        for scheduler in schedulers:
+            scheduler.step()
         if not (torch.isfinite(d_loss) and torch.isfinite(g_loss)):
             raise ValueError(
                 f"the losses became non-finite at step {step}: lower lr_g/lr_d or check the "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -227,6 +228,60 @@ def test_gradient_penalty_bad_inputs():
         gan.gradient_penalty(critic, torch.full((4, 2), float("nan")), torch.zeros(4, 2))
 
 
+def test_r1_penalty_closed_forms():
+    # Linear critic w.x + b: the gradient is w everywhere, R1 = |w|^2, d/dw = 2 w.
+    torch.manual_seed(0)
+    critic = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 1)).double()
+    w = critic[1].weight
+    r1 = gan.r1_penalty(critic, torch.randn(16, 3, 4))
+    assert r1.item() == pytest.approx(w.norm().item() ** 2, rel=1e-12)
+    r1.backward()
+    np.testing.assert_allclose(w.grad.numpy(), 2 * w.detach().numpy(), rtol=1e-12)
+
+    # Quadratic critic x^T A x / 2: the gradient is A x, R1 = mean |A x|^2 (not the squared
+    # mean norm, nor the mean norm: both differ for this batch).
+    a = torch.tensor([[2.0, 0.5], [0.5, 1.0]], dtype=torch.float64)
+
+    class Quadratic(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.dummy = torch.nn.Parameter(torch.zeros((), dtype=torch.float64))
+
+        def forward(self, x):
+            return 0.5 * ((x @ a) * x).sum(1) + self.dummy
+
+    x = torch.randn(50, 2, dtype=torch.float64)
+    want = (x @ a).pow(2).sum(1).mean().item()
+    assert gan.r1_penalty(Quadratic(), x).item() == pytest.approx(want, rel=1e-12)
+    with pytest.raises(TypeError, match="critic"):
+        gan.r1_penalty(lambda v: v, x)
+    with pytest.raises(ValueError, match="real"):
+        gan.r1_penalty(Quadratic(), torch.full((4, 2), float("inf")))
+
+
+def test_train_gan_adds_half_r1_to_the_critic_loss():
+    # One step with r1_weight = gamma: the recorded critic loss exceeds the plain one by
+    # gamma / 2 * R1 at the real batch the step drew (same seed, same batch, same weights).
+    x = np.random.default_rng(0).standard_normal((300, 2))
+
+    def one_step(gamma):
+        torch.manual_seed(0)
+        g, c = gan.Generator(hidden=(16,)), gan.Critic(hidden=(16,))
+        c0 = copy.deepcopy(c)
+        h = gan.train_gan(g, c, x, n_steps=1, batch_size=32, generator=4, r1_weight=gamma,
+                          show_progress=False)
+        return h["critic"][0], c0
+
+    plain, c0 = one_step(0.0)
+    with_r1, _ = one_step(3.0)
+    gen = torch.Generator().manual_seed(4)
+    real = torch.as_tensor(x, dtype=torch.float32)[torch.randint(0, 300, (32,), generator=gen)]
+    assert with_r1 - plain == pytest.approx(1.5 * gan.r1_penalty(c0, real).item(), rel=1e-4)
+    for bad in (-1.0, math.nan, "x"):
+        with pytest.raises(ValueError, match="r1_weight"):
+            gan.train_gan(gan.Generator(), gan.Critic(), x, r1_weight=bad)
+
+
 def test_spectral_norm_power_iteration():
     w = torch.randn(20, 30, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     sigma, u = gan.spectral_norm(w, n_iter=200, generator=0)
@@ -422,3 +477,68 @@ def test_train_gan_bad_inputs():
         gan.train_gan(g, c, np.zeros((10, 2)), loss="f_gan", divergence="js")
     with pytest.raises(ValueError, match="data"):
         gan.train_gan(g, c, np.zeros((10, 3)) * np.nan)
+    with pytest.raises(ValueError, match="lr_schedule: expected one of"):
+        gan.train_gan(g, c, np.zeros((10, 2)), lr_schedule="cosine")
+    for bad in (0.0, -1.0, math.inf, math.nan, "big"):
+        with pytest.raises(ValueError, match="scale"):
+            gan.Generator(scale=bad)
+        with pytest.raises(ValueError, match="scale"):
+            gan.Critic(scale=bad)
+    with pytest.raises(ValueError, match="scale: only for output='linear'"):
+        gan.Generator(output="sigmoid", out_shape=(4,), scale=2.0)
+
+
+def test_scaled_pair_is_the_unscaled_pair_on_standardised_data():
+    # Generator(scale=s) against Critic(scale=s) on x must be the very same computation as the
+    # unscaled pair on x / s: the same losses, and samples s times the unscaled samples.
+    s = 2.5
+    x = 4.0 * np.random.default_rng(1).standard_normal((400, 2))
+
+    def run(scale, data):
+        torch.manual_seed(3)
+        g = gan.Generator(hidden=(16, 16), scale=scale)
+        c = gan.Critic(hidden=(16, 16), scale=scale)
+        h = gan.train_gan(g, c, data, n_steps=30, batch_size=64, generator=0,
+                          show_progress=False)
+        with torch.no_grad():
+            return h, g.sample(100, generator=5)
+
+    h_scaled, y_scaled = run(s, x)
+    h_plain, y_plain = run(1.0, x / s)
+    np.testing.assert_allclose(h_scaled["critic"], h_plain["critic"], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(h_scaled["generator"], h_plain["generator"], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(y_scaled, s * y_plain, rtol=1e-4, atol=1e-4)
+    # Unscaled network, scaled output: the scale multiplies (Generator) / divides (Critic).
+    g = gan.Generator(hidden=(8,), scale=3.0)
+    z = torch.randn(5, 2)
+    torch.testing.assert_close(g(z), 3.0 * g.net(z))
+    c = gan.Critic(hidden=(8,), scale=3.0)
+    torch.testing.assert_close(c(z), c.net(z / 3.0).squeeze(-1))
+
+
+def test_linear_lr_schedule_decays_to_zero(monkeypatch):
+    # Record the learning rate at every optimizer step: with lr_schedule="linear" the k-th
+    # generator step (k = 0..n-1) and the critic steps before it use lr * (1 - k / n).
+    made: list[torch.optim.Optimizer] = []
+
+    class RecordingAdam(torch.optim.Adam):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.lrs: list[float] = []
+            made.append(self)
+
+        def step(self, closure=None):
+            self.lrs.append(self.param_groups[0]["lr"])
+            return super().step(closure)
+
+    monkeypatch.setattr(torch.optim, "Adam", RecordingAdam)
+    g, c = gan.Generator(hidden=(8,)), gan.Critic(hidden=(8,))
+    n = 10
+    gan.train_gan(g, c, np.zeros((50, 2)) + 1.0, n_steps=n, n_critic=2, lr_g=2e-3, lr_d=1e-3,
+                  batch_size=8, generator=0, show_progress=False, lr_schedule="linear")
+    opt_g, opt_d = made   # train_gan creates the generator's optimizer first
+    assert [p for grp in opt_g.param_groups for p in grp["params"]] == list(g.parameters())
+    lrs_g, lrs_d = opt_g.lrs, opt_d.lrs
+    k = np.arange(n)
+    np.testing.assert_allclose(lrs_g, 2e-3 * (1 - k / n), rtol=1e-12)
+    np.testing.assert_allclose(lrs_d, np.repeat(1e-3 * (1 - k / n), 2), rtol=1e-12)
