@@ -50,23 +50,36 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from coursekit.checking import ok as _ok
+from coursekit.checking import require as _require
 from coursekit.validation import as_generator, as_tensor
 
 IMAGE_SHAPE = (1, 8, 8)
 
 
-def _require(condition: Any, message: str) -> None:
-    """Raise ``AssertionError(message)`` unless ``condition`` holds."""
-    if not bool(condition):
-        raise AssertionError(message)
-
-
-def _ok(what: str) -> None:
-    print(f"OK  {what}")
-
-
 def _is_tensor(x: Any, name: str) -> None:
     _require(isinstance(x, Tensor), f"{name} should be a torch.Tensor, got {type(x).__name__}")
+
+
+@contextlib.contextmanager
+def _counting_optimizers() -> Iterator[list[int]]:
+    """Count the torch optimizers (Adam, SGD, ...) created inside the block.
+
+    Every torch optimizer calls ``torch.optim.Optimizer.__init__``; it is wrapped for the
+    duration of the block and restored afterwards, even on error.
+    """
+    count = [0]
+    original = torch.optim.Optimizer.__init__
+
+    def counting(self: torch.optim.Optimizer, *args: Any, **kwargs: Any) -> None:
+        count[0] += 1
+        original(self, *args, **kwargs)
+
+    torch.optim.Optimizer.__init__ = counting  # type: ignore[method-assign]
+    try:
+        yield count
+    finally:
+        torch.optim.Optimizer.__init__ = original  # type: ignore[method-assign]
 
 
 @contextlib.contextmanager
@@ -778,13 +791,15 @@ def check_train_vae(
       post-accumulate-grad hook);
     - every parameter of the encoder and of the decoder changes (the optimizer
       holds both and ``step`` is called);
-    - ``beta`` reaches the ELBO (with beta = 1000 the first loss is larger).
-
-    Not detected: an optimizer re-created at every step (Adam's first steps look alike).
+    - ``beta`` reaches the ELBO (with beta = 1000 the first loss is larger);
+    - the optimizer is created once, not at every step (optimizer constructions are
+      counted: a new Adam at every step forgets its moment estimates, so every step is a
+      first step of size ~lr, which the losses alone do not reveal in a short run).
     """
     data = _id_images(n_data)
     fresh: dict[str, Tensor] = {}
     stale: list[str] = []
+    n_optimizers: list[int] = []
 
     def run(global_seed: int, beta: float = 1.0,
             ) -> tuple[_RecordingEncoder, nn.Module, Any, dict[str, Tensor]]:
@@ -807,8 +822,10 @@ def check_train_vae(
 
                 handles.append(p.register_post_accumulate_grad_hook(after))
             try:
-                history = _call(train_vae, enc, dec, data, n_steps, batch_size=batch_size,
-                                lr=1e-3, beta=beta, seed=0, what="train_vae")
+                with _counting_optimizers() as count:
+                    history = _call(train_vae, enc, dec, data, n_steps, batch_size=batch_size,
+                                    lr=1e-3, beta=beta, seed=0, what="train_vae")
+                n_optimizers.append(count[0])
             finally:
                 for h in handles:
                     h.remove()
@@ -856,6 +873,12 @@ def check_train_vae(
         f"step's gradient and older ones: {sorted(set(stale))[:3]}...): call "
         "optimizer.zero_grad() at every step, before loss.backward()"
     ))
+    # One optimizer for both networks, or one each, is fine; one per step is the bug.
+    _require(n_optimizers[0] < n_steps, (
+        f"train_vae created {n_optimizers[0]} optimizers in {n_steps} steps: create the "
+        "optimizer once, before the loop. A new Adam at every step forgets its running "
+        "averages of the gradients, so every step is a first step"
+    ))
     enc2, _, _, _ = run(1)  # another global seed: the batches must come from `seed` alone
     same = len(enc2.seen) == len(enc.seen) and all(
         torch.equal(a, b) for a, b in zip(enc.seen, enc2.seen, strict=True))
@@ -870,7 +893,7 @@ def check_train_vae(
     ))
     _ok(f"train_vae: {n_steps} positive losses, mini-batches of {batch_size} covering "
         f"{seen / n_data:.0%} of the data, reproducible from the seed, fresh gradients at "
-        "every step, every parameter updated")
+        "every step, every parameter updated, one optimizer for the whole run")
 
 
 @_keeps_global_rng

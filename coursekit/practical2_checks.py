@@ -43,6 +43,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from coursekit.checking import ok as _ok
+from coursekit.checking import require as _require
+
 EXERCISES = {
     "optimal_discriminator": 1,
     "value_at_optimum": 1,
@@ -57,16 +60,6 @@ EXERCISES = {
     "wgan_generator_loss": 8,
     "drs_accept_prob": 9,
 }
-
-
-def _require(condition: Any, message: str) -> None:
-    """Raise ``AssertionError(message)`` unless ``condition`` holds."""
-    if not bool(condition):
-        raise AssertionError(message)
-
-
-def _ok(what: str) -> None:
-    print(f"OK  {what}")
 
 
 def _student(fn: Any, name: str) -> Callable:

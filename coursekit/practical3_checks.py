@@ -32,17 +32,10 @@ import numpy as np
 import torch
 
 from coursekit import diffusion
+from coursekit.checking import ok as _ok
+from coursekit.checking import require as _require
 
 Score = Callable[[torch.Tensor, float], torch.Tensor]
-
-
-def _require(condition: Any, message: str) -> None:
-    if not bool(condition):
-        raise AssertionError(message)
-
-
-def _ok(what: str) -> None:
-    print(f"OK  {what}")
 
 
 def _tensor(out: Any, shape: tuple[int, ...], what: str) -> torch.Tensor:

@@ -107,6 +107,7 @@ def train(
     batch_size: int = 256,
     lr: float = 1e-3,
     clip_grad: float | None = None,
+    after_step: Callable[[], None] | None = None,
     generator: GeneratorLike = None,
     desc: str = "training",
     show_progress: bool = True,
@@ -126,6 +127,8 @@ def train(
         batch_size: mini-batch size (capped at n).
         lr: Adam's learning rate (ignored when an optimizer is given).
         clip_grad: if set, a number > 0: clip the global gradient norm to this value.
+        after_step: if set, called with no argument after every optimizer step (e.g. to
+            clamp the weights of a WGAN critic, ``lambda: gan.clip_weights(critic, 0.01)``).
         generator: a ``torch.Generator``, an int seed or None (a seed drawn from torch's
             global state, which ``seed_everything`` seeds) for the shuffling.
         desc: label of the progress bar.
@@ -140,6 +143,8 @@ def train(
         clip_grad = check_positive(clip_grad, "clip_grad")
     if not callable(loss_fn):
         raise TypeError(f"loss_fn: expected a callable, got {type(loss_fn).__name__}")
+    if after_step is not None and not callable(after_step):
+        raise TypeError(f"after_step: expected a callable, got {type(after_step).__name__}")
     if isinstance(parameters, torch.optim.Optimizer):
         optimizer = parameters
         params = [p for group in optimizer.param_groups for p in group["params"]]
@@ -189,6 +194,8 @@ def train(
         if clip_grad is not None:
             torch.nn.utils.clip_grad_norm_(params, clip_grad)
         optimizer.step()
+        if after_step is not None:
+            after_step()
         history.append(loss.item())
         if len(history) % 50 == 0:
             bar.set_postfix(loss=f"{np.mean(history[-50:]):.4f}")

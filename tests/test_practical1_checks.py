@@ -461,14 +461,16 @@ def test_elbo_mistakes(bad, hint):
 def _train(encoder, decoder, data, n_steps, batch_size=256, lr=4e-3, beta=1.0, seed=0, *,
            one_batch=False, zero_grad=True, plus_elbo=False, only_decoder=False,
            global_rng=False, full_batch=False, no_step=False, record_elbo=False,
-           ignore_beta=False):
+           ignore_beta=False, new_optimizer_each_step=False, optimizer_cls=torch.optim.Adam):
     generator = torch.Generator().manual_seed(seed)
     history = []
     params = list(decoder.parameters()) if only_decoder else (
         list(encoder.parameters()) + list(decoder.parameters()))
-    optimizer = torch.optim.Adam(params, lr=lr)
+    optimizer = optimizer_cls(params, lr=lr)
     fixed = torch.randint(0, data.shape[0], (batch_size,), generator=generator)
     for _ in range(n_steps):
+        if new_optimizer_each_step:
+            optimizer = optimizer_cls(params, lr=lr)
         if one_batch:
             idx = fixed
         elif global_rng:
@@ -509,6 +511,9 @@ def _first_slice(encoder, decoder, data, n_steps, batch_size=256, lr=4e-3, beta=
     (_variant(global_rng=True), "same seed drew different mini-batches"),
     (_variant(full_batch=True), "mini-batch of batch_size"),
     (_variant(ignore_beta=True), "ignores beta"),
+    (_variant(new_optimizer_each_step=True), "optimizers in 12 steps"),
+    (_variant(new_optimizer_each_step=True, optimizer_cls=torch.optim.SGD),
+     "create the optimizer once"),
     (lambda *a, **k: _train(*a, **k)[:-1], "losses for n_steps"),
     (lambda *a, **k: None, "exercise 6"),
 ])
@@ -820,3 +825,30 @@ def test_conditional_sample_check():
         checks.check_conditional_samples(ignores_labels, nn.Identity(), 2)
     with pytest.raises(AssertionError, match="exercise 14"):
         checks.check_conditional_samples(perfect, None, 2)
+
+
+def _two_optimizers(encoder, decoder, data, n_steps, batch_size=256, lr=4e-3, beta=1.0, seed=0):
+    # One Adam per network: a correct design that the optimizer count must accept.
+    generator = torch.Generator().manual_seed(seed)
+    opt_e = torch.optim.Adam(encoder.parameters(), lr=lr)
+    opt_d = torch.optim.Adam(decoder.parameters(), lr=lr)
+    history = []
+    for _ in range(n_steps):
+        idx = torch.randint(0, data.shape[0], (batch_size,), generator=generator)
+        loss = -elbo(data[idx], encoder, decoder, beta=beta).mean()
+        opt_e.zero_grad()
+        opt_d.zero_grad()
+        loss.backward()
+        opt_e.step()
+        opt_d.step()
+        history.append(loss.item())
+    return history
+
+
+def test_training_with_one_optimizer_per_network_passes_and_torch_is_restored():
+    init = torch.optim.Optimizer.__init__
+    checks.check_train_vae(_two_optimizers, Encoder, Decoder)
+    assert torch.optim.Optimizer.__init__ is init
+    with pytest.raises(AssertionError):
+        checks.check_train_vae(_variant(new_optimizer_each_step=True), Encoder, Decoder)
+    assert torch.optim.Optimizer.__init__ is init

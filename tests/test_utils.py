@@ -111,3 +111,23 @@ def test_checks():
         v.check_spd(np.array([[1.0, 0.5], [0.0, 1.0]]), "covariances", component=2)
     with pytest.raises(ValueError, match="not positive definite"):
         v.check_spd(np.array([[1.0, 2.0], [2.0, 1.0]]))
+
+
+def test_train_after_step_runs_after_every_optimizer_step():
+    # Minimising (w - 5)^2 with w clamped to [-1, 1] after each step must end at the bound 1,
+    # and every recorded loss is computed from a w <= 1, so none is below (1 - 5)^2 = 16.
+    w = torch.nn.Parameter(torch.tensor(0.0))
+    calls = []
+
+    def clamp():
+        calls.append(w.item())
+        with torch.no_grad():
+            w.clamp_(-1.0, 1.0)
+
+    hist = ck.train(lambda: (w - 5.0) ** 2, [w], n_steps=40, lr=0.5, after_step=clamp,
+                    show_progress=False)
+    assert len(calls) == 40 and calls[-1] > 1.0   # called after the step moved w past 1
+    assert w.item() == 1.0
+    assert min(hist) >= 16.0 and hist[-1] == pytest.approx(16.0)
+    with pytest.raises(TypeError, match="after_step"):
+        ck.train(lambda: w**2, [w], n_steps=1, after_step=3, show_progress=False)
