@@ -66,6 +66,8 @@ def progress(iterable: Iterable[T] | None = None, **kwargs: Any) -> Iterator[T]:
         raise TypeError(f"iterable: expected an iterable (e.g. range(n)), got {type(iterable).__name__}")
     kwargs.setdefault("mininterval", 0.5)
     kwargs.setdefault("leave", True)
+    # 79 characters: the width of a code cell in the rendered book (a wider bar would wrap).
+    kwargs.setdefault("ncols", 79)
     return tqdm(iterable, **kwargs)
 
 

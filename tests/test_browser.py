@@ -203,7 +203,17 @@ async () => {
                                 '.citation, .bibliography')) continue;
     if (n.textContent.includes('$')) out.strayDollars.push(n.textContent.trim().slice(0, 60));
   }
-  out.overflow = Array.from(document.querySelectorAll('.cell_input pre'))
+  // A printed table (a line with several runs of 2+ spaces used for alignment) longer than
+  // the cell's 79 characters wraps and loses its columns.
+  out.wideTables = [];
+  for (const p of document.querySelectorAll('.cell_output pre')) {
+    for (const line of p.textContent.split('\\n')) {
+      if (line.length > 79 && (line.match(/\\S {2,}(?=\\S)/g) || []).length >= 2) {
+        out.wideTables.push(line.slice(0, 100));
+      }
+    }
+  }
+  out.overflow = Array.from(document.querySelectorAll('.cell_input pre, .cell_output pre'))
       .filter(p => p.scrollWidth > p.clientWidth + 1)
       .map(p => p.textContent.split('\\n').reduce((a, b) => a.length >= b.length ? a : b, '')
                  .slice(0, 100));
@@ -247,8 +257,11 @@ def test_page(rel: str, server, browser, screenshots: Path) -> None:
     if report["unrendered"]:
         problems.append(f"{report['unrendered']} figure(s) shown as text, not rendered")
     if report["overflow"]:
-        problems.append(f"{len(report['overflow'])} code cell(s) wider than the page, e.g. "
-                        f"{report['overflow'][:2]}")
+        problems.append(f"{len(report['overflow'])} code cell(s) or output(s) wider than the "
+                        f"page, e.g. {report['overflow'][:2]}")
+    if report["wideTables"]:
+        problems.append(f"{len(report['wideTables'])} printed table line(s) over 79 characters "
+                        f"(they wrap), e.g. {report['wideTables'][:2]}")
     problems += [f for f in server_failures if f not in problems]
     server_failures.clear()
     assert not problems, f"{rel}:\n  " + "\n  ".join(problems)
