@@ -53,6 +53,7 @@ from coursekit.validation import (
     as_rng,
     as_tensor,
     check_array,
+    check_nonnegative,
     check_positive,
     check_positive_int,
 )
@@ -528,8 +529,7 @@ def ddim_sample(
     """
     x = _prepare_x(x, eps_model)
     b = _check_betas(betas)
-    if not (isinstance(eta, (int, float)) and math.isfinite(eta) and eta >= 0):
-        raise ValueError(f"eta: expected a finite number >= 0, got {eta!r}")
+    eta = check_nonnegative(eta, "eta")
     ts = ddim_timesteps(len(b), n_steps, spacing)
     ab = torch.cumprod(1 - b, 0)
     g = as_generator(generator, "generator", device=x.device)
@@ -609,9 +609,9 @@ def heun_sample(
     """
     x = _prepare_x(x, denoiser)
     s = _check_sigmas(sigmas)
-    for name, v in (("churn", churn), ("s_min", s_min), ("s_noise", s_noise)):
-        if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
-            raise ValueError(f"{name}: expected a finite number >= 0, got {v!r}")
+    churn = check_nonnegative(churn, "churn")
+    s_min = check_nonnegative(s_min, "s_min")
+    s_noise = check_nonnegative(s_noise, "s_noise")
     if not (isinstance(s_max, (int, float)) and s_max >= s_min):
         raise ValueError(f"s_max: expected a number >= s_min = {s_min}, got {s_max!r}")
     n = len(s) - 1

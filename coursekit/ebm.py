@@ -34,6 +34,7 @@ from coursekit.validation import (
     GeneratorLike,
     as_generator,
     as_tensor,
+    check_nonnegative,
     check_positive,
     check_positive_int,
     module_dtype_device,
@@ -105,7 +106,7 @@ def langevin(
     x0 = _points(energy, x0, "x0")
     eta = check_positive(step_size, "step_size")
     n_steps = check_positive_int(n_steps, "n_steps")
-    noise_scale = _check_nonneg(noise_scale, "noise_scale")
+    noise_scale = check_nonnegative(noise_scale, "noise_scale")
     generator = as_generator(generator, "generator", device=x0.device)
     if grad_clip is not None:
         grad_clip = check_positive(grad_clip, "grad_clip")
@@ -127,16 +128,6 @@ def langevin(
     if return_chain:
         return x, torch.stack(chain)
     return x
-
-
-def _check_nonneg(value: object, name: str) -> float:
-    try:
-        v = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise ValueError(f"{name}: expected a finite number >= 0, got {value!r}") from None
-    if not math.isfinite(v) or v < 0:
-        raise ValueError(f"{name}: expected a finite number >= 0, got {value!r}")
-    return v
 
 
 def ula_gaussian_variance(sigma2: float, step_size: float) -> float:
@@ -307,13 +298,13 @@ def train_ebm(
     batch_size = check_positive_int(batch_size, "batch_size")
     langevin_steps = check_positive_int(langevin_steps, "langevin_steps")
     step_size = check_positive(step_size, "step_size")
-    noise_scale = _check_nonneg(noise_scale, "noise_scale")
+    noise_scale = check_nonnegative(noise_scale, "noise_scale")
     buffer_size = check_positive_int(buffer_size, "buffer_size")
     init_lim = check_positive(init_lim, "init_lim")
-    reinit_prob = _check_nonneg(reinit_prob, "reinit_prob")
+    reinit_prob = check_nonnegative(reinit_prob, "reinit_prob")
     if reinit_prob > 1.0:
         raise ValueError(f"reinit_prob: expected a probability in [0, 1], got {reinit_prob}")
-    energy_reg = _check_nonneg(energy_reg, "energy_reg")
+    energy_reg = check_nonnegative(energy_reg, "energy_reg")
     if grad_clip is not None:
         grad_clip = check_positive(grad_clip, "grad_clip")
     lr = check_positive(lr, "lr")

@@ -43,6 +43,7 @@ from coursekit.validation import (
     as_generator,
     as_tensor,
     check_array,
+    check_nonnegative,
     check_positive,
     check_positive_int,
 )
@@ -655,12 +656,7 @@ def train_gan(
     n_critic = check_positive_int(n_critic, "n_critic")
     batch_size = check_positive_int(batch_size, "batch_size")
     gp_weight, clip = check_positive(gp_weight, "gp_weight"), check_positive(clip, "clip")
-    try:
-        r1_weight = float(r1_weight)
-    except (TypeError, ValueError):
-        raise ValueError(f"r1_weight: expected a number >= 0, got {r1_weight!r}") from None
-    if not (math.isfinite(r1_weight) and r1_weight >= 0.0):
-        raise ValueError(f"r1_weight: expected a finite number >= 0, got {r1_weight!r}")
+    r1_weight = check_nonnegative(r1_weight, "r1_weight")
     if lr_schedule not in LR_SCHEDULES:
         raise ValueError(f"lr_schedule: expected one of {', '.join(LR_SCHEDULES)}, "
                          f"got {lr_schedule!r}")

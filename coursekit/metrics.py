@@ -47,6 +47,7 @@ from coursekit.validation import (
     as_rng,
     as_tensor,
     check_array,
+    check_nonnegative,
     check_positive,
     check_positive_int,
 )
@@ -555,12 +556,7 @@ def nearest_neighbour_memorisation(generated: Any, train: Any, test: Any, *,
     Returns:
         a :class:`MemorisationTest` (small p-value / very negative z: memorisation).
     """
-    try:
-        copy_tol = float(copy_tol)
-    except (TypeError, ValueError):
-        raise ValueError(f"copy_tol: expected a number >= 0, got {copy_tol!r}") from None
-    if not (copy_tol >= 0 and math.isfinite(copy_tol)):
-        raise ValueError(f"copy_tol: expected a finite number >= 0, got {copy_tol}")
+    copy_tol = check_nonnegative(copy_tol, "copy_tol")
     g = _features(generated, "generated")
     tr = _features(train, "train")
     te = _features(test, "test")

@@ -51,6 +51,7 @@ from coursekit.validation import (
     GeneratorLike,
     as_generator,
     as_tensor,
+    check_nonnegative,
     check_positive,
     check_positive_int,
     module_dtype_device,
@@ -104,17 +105,6 @@ def _check_labels(y: Any, n: int | None, n_classes: int, name: str = "labels") -
             f"[{y.min().item()}, {y.max().item()}]"
         )
     return y.long()
-
-
-def _check_beta(beta: Any, name: str = "beta") -> float:
-    """A finite weight >= 0 (the KL weight beta, the VQ-VAE's commitment weight)."""
-    try:
-        b = float(beta)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name}: expected a number >= 0, got {beta!r}") from None
-    if not math.isfinite(b) or b < 0:
-        raise ValueError(f"{name}: expected a finite number >= 0, got {beta!r}")
-    return b
 
 
 # ----------------------------------------------------------------------------------------------
@@ -386,7 +376,7 @@ class VAE(nn.Module):
         super().__init__()
         self.latent_dim = check_positive_int(latent_dim, "latent_dim")
         self.n_classes = check_positive_int(n_classes, "n_classes", minimum=0)
-        self.beta = _check_beta(beta)
+        self.beta = check_nonnegative(beta, "beta")
         self.encoder = Encoder(2 * self.latent_dim, hidden, self.n_classes)
         self.decoder = Decoder(self.latent_dim, tuple(reversed(hidden)), self.n_classes)
 
@@ -397,7 +387,7 @@ class VAE(nn.Module):
 
     @beta.setter
     def beta(self, value: float) -> None:
-        self._beta = _check_beta(value)
+        self._beta = check_nonnegative(value, "beta")
 
     # -- conditioning (used by ConditionalVAE; a plain VAE takes no labels) -------------------
     def _onehot(self, y: Tensor | None, n: int) -> Tensor | None:
@@ -657,9 +647,9 @@ class VQVAE(nn.Module):
         self.n_codes = check_positive_int(n_codes, "n_codes", minimum=2)
         self.code_dim = check_positive_int(code_dim, "code_dim")
         self.grid = (check_positive_int(grid[0], "grid[0]"), check_positive_int(grid[1], "grid[1]"))
-        self.commitment = _check_beta(commitment, "commitment")
-        self.dead_threshold = _check_beta(dead_threshold, "dead_threshold")
-        self.usage_decay = _check_beta(usage_decay, "usage_decay")
+        self.commitment = check_nonnegative(commitment, "commitment")
+        self.dead_threshold = check_nonnegative(dead_threshold, "dead_threshold")
+        self.usage_decay = check_nonnegative(usage_decay, "usage_decay")
         if self.usage_decay >= 1.0:
             raise ValueError(f"usage_decay: expected a number in [0, 1), got {usage_decay!r}")
         flat = self.code_dim * self.grid[0] * self.grid[1]

@@ -256,6 +256,17 @@ def check_positive(value: Any, name: str) -> float:
     return v
 
 
+def check_nonnegative(value: Any, name: str) -> float:
+    """Check that ``value`` is a finite real number >= 0 and return it as ``float``."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected a finite number >= 0, got {value!r}") from None
+    if not np.isfinite(v) or v < 0:
+        raise ValueError(f"{name}: expected a finite number >= 0, got {value!r}")
+    return v
+
+
 def check_array(
     x: Any,
     name: str,

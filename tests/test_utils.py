@@ -131,3 +131,10 @@ def test_train_after_step_runs_after_every_optimizer_step():
     assert min(hist) >= 16.0 and hist[-1] == pytest.approx(16.0)
     with pytest.raises(TypeError, match="after_step"):
         ck.train(lambda: w**2, [w], n_steps=1, after_step=3, show_progress=False)
+
+
+def test_check_nonnegative():
+    assert v.check_nonnegative(0, "w") == 0.0 and v.check_nonnegative(2.5, "w") == 2.5
+    for bad in (-1e-12, float("nan"), float("inf"), "x", None, 1j):
+        with pytest.raises(ValueError, match="w: expected a finite number >= 0"):
+            v.check_nonnegative(bad, "w")
