@@ -4,7 +4,8 @@ Every chapter notebook imports it; it is the single, tested source of the
 reusable code (samplers, models, training loops, plots).  Modules are named
 after the topic a student would look for:
 
-- :mod:`coursekit.utils`: seeding, device choice, progress bars, a shared training loop;
+- :mod:`coursekit.seeding`: ``seed_everything`` and the ``COURSEKIT_SEED`` knob that moves every seed;
+- :mod:`coursekit.utils`: device choice, progress bars, a shared training loop;
 - :mod:`coursekit.validation`: the input checks and the ``rng`` / ``generator`` conventions;
 - :mod:`coursekit.numerics`: log-sum-exp, log(2 pi), stable distances, N(0, I) log-density;
 - :mod:`coursekit.baselines`: the independent-pixel baseline every image model must beat;
@@ -24,7 +25,8 @@ Topic modules are imported on demand (``from coursekit import gmm``):
 The conventions every module follows are in CONTRIBUTING.md.
 """
 
-from coursekit.utils import get_device, progress, seed_everything, train
+from coursekit.seeding import seed_everything
+from coursekit.utils import get_device, progress, train
 
 __version__ = "0.2.0"
 

@@ -50,6 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from coursekit import seeding
 from coursekit.checking import ok as _ok
 from coursekit.checking import require as _require
 from coursekit.validation import as_generator, as_tensor
@@ -91,7 +92,7 @@ def _seeded(seed: int) -> Iterator[None]:
     ``fork_rng`` puts the caller's state back afterwards.
     """
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+        seeding.manual_seed(seed)
         yield
 
 
@@ -148,7 +149,7 @@ def _call(fn: Callable[..., Any], *args: Any, what: str, **kwargs: Any) -> Any:
 
 def _fake_images(n: int, seed: int = 0) -> Tensor:
     """(n, 1, 8, 8) random images in [0, 1]: the checks need no data set."""
-    g = torch.Generator().manual_seed(seed)
+    g = seeding.generator(seed)
     return torch.rand(n, *IMAGE_SHAPE, generator=g)
 
 
@@ -251,7 +252,7 @@ def check_decoder(decoder_cls: Callable[..., nn.Module], latent_dims: Sequence[i
         with _seeded(0):
             decoder = _call(decoder_cls, d, what=f"Decoder({d})")
         _require(isinstance(decoder, nn.Module), f"Decoder({d}) should be a torch.nn.Module")
-        z = torch.randn(6, d, generator=torch.Generator().manual_seed(1), requires_grad=True)
+        z = torch.randn(6, d, generator=seeding.generator(1), requires_grad=True)
         try:
             logits = decoder(z)
         except RuntimeError as err:
@@ -453,7 +454,7 @@ def check_gaussian_kl(gaussian_kl: Callable[[Tensor, Tensor], Tensor]) -> None:
     reference to 1e-5 on random inputs (with hints for a missing 1/2, a mean
     over the latent dimensions, a wrong sign), and that a gradient flows.
     """
-    g = torch.Generator().manual_seed(0)
+    g = seeding.generator(0)
     mu = torch.randn(7, 3, generator=g)
     logvar = torch.randn(7, 3, generator=g)
     kl = _call(gaussian_kl, mu, logvar, what="gaussian_kl")
@@ -508,7 +509,7 @@ class _PinnedEncoder(nn.Module):
 
     def __init__(self, latent_dim: int = 2, seed: int = 0) -> None:
         super().__init__()
-        g = torch.Generator().manual_seed(seed)
+        g = seeding.generator(seed)
         self.mu = nn.Linear(64, latent_dim)
         self.logvar = nn.Linear(64, latent_dim)
         with torch.no_grad():
@@ -530,7 +531,7 @@ class _PinnedDecoder(nn.Module):
 
     def __init__(self, latent_dim: int = 2, seed: int = 1, scale: float = 1.5) -> None:
         super().__init__()
-        g = torch.Generator().manual_seed(seed)
+        g = seeding.generator(seed)
         self.lin = nn.Linear(latent_dim, 64)
         with torch.no_grad():
             self.lin.weight.copy_(scale * torch.randn(64, latent_dim, generator=g))
@@ -1001,7 +1002,7 @@ class _ProbeDecoder(nn.Module):
 
     def __init__(self, latent_dim: int) -> None:
         super().__init__()
-        g = torch.Generator().manual_seed(7)
+        g = seeding.generator(7)
         self.lin = nn.Linear(latent_dim, 64)
         with torch.no_grad():
             self.lin.weight.copy_(torch.randn(64, latent_dim, generator=g))
@@ -1016,7 +1017,7 @@ def _check_prior_draws(sample: Callable[..., Tensor], latent_dim: int, n: int = 
     """The codes that ``sample`` decodes must be n i.i.d. N(0, I) draws (5-sigma bounds, KS)."""
     probe = _ProbeDecoder(latent_dim)
     with _seeded(0):
-        images = _call(sample, probe, n, latent_dim, generator=torch.Generator().manual_seed(0),
+        images = _call(sample, probe, n, latent_dim, generator=seeding.generator(0),
                        what="sample")
     _check_images(images, n, "the samples")
     _require(probe.codes, "sample never calls the decoder: decode z ~ N(0, I)")
@@ -1076,12 +1077,12 @@ def check_samples(
     """
     _check_prior_draws(sample, max(latent_dim, 2))
     with _seeded(0):
-        s1 = _call(sample, decoder, n, latent_dim, generator=torch.Generator().manual_seed(0),
+        s1 = _call(sample, decoder, n, latent_dim, generator=seeding.generator(0),
                    what="sample")
     _check_images(s1, n, "the samples")
     with _seeded(1):
-        s2 = sample(decoder, n, latent_dim, generator=torch.Generator().manual_seed(0))
-        s3 = sample(decoder, n, latent_dim, generator=torch.Generator().manual_seed(1))
+        s2 = sample(decoder, n, latent_dim, generator=seeding.generator(0))
+        s3 = sample(decoder, n, latent_dim, generator=seeding.generator(1))
     _require(torch.equal(s1, s2), (
         "two calls with the same seeded generator give different samples: pass the "
         "generator to torch.randn(..., generator=generator)"
@@ -1156,7 +1157,7 @@ def check_mc_kl(mc_kl: Callable[..., Tensor], n: int = 20_000) -> None:
     kl = reference_gaussian_kl(mu0, lv0).item()
     var1 = mc_kl_variance(mu0, lv0).item()
     with _seeded(0):
-        est = _call(mc_kl, mu, logvar, 1, generator=torch.Generator().manual_seed(0),
+        est = _call(mc_kl, mu, logvar, 1, generator=seeding.generator(0),
                     what="mc_kl")
     _is_tensor(est, "the Monte Carlo KL")
     _require(tuple(est.shape) == (n,), (
@@ -1164,14 +1165,14 @@ def check_mc_kl(mc_kl: Callable[..., Tensor], n: int = 20_000) -> None:
         "summed over the latent dimensions and averaged over the k draws"
     ))
     with _seeded(1):
-        again = mc_kl(mu, logvar, 1, generator=torch.Generator().manual_seed(0))
+        again = mc_kl(mu, logvar, 1, generator=seeding.generator(0))
     _require(torch.equal(est, again), (
         "the same seeded generator gives different estimates: draw eps with "
         "torch.randn(..., generator=generator)"
     ))
     for k in (1, 10):
         with _seeded(2):
-            e = mc_kl(mu, logvar, k, generator=torch.Generator().manual_seed(k)).detach().double()
+            e = mc_kl(mu, logvar, k, generator=seeding.generator(k)).detach().double()
         m, v = e.mean().item(), e.var().item()
         se = math.sqrt(var1 / k / n)
         if abs(m - kl) > 5 * se:
@@ -1296,9 +1297,9 @@ def check_iwae(iwae_bound: Callable[..., Tensor], n_rep: int = 1000) -> None:
     elbo_exact = rec - reference_gaussian_kl(mu, logvar).double()
     log_px = _log_px_midpoint(dec, x)
     with _seeded(0), torch.no_grad():
-        one = _call(iwae_bound, x, enc, dec, 3, generator=torch.Generator().manual_seed(0),
+        one = _call(iwae_bound, x, enc, dec, 3, generator=seeding.generator(0),
                     what="iwae_bound")
-        again = iwae_bound(x, enc, dec, 3, generator=torch.Generator().manual_seed(0))
+        again = iwae_bound(x, enc, dec, 3, generator=seeding.generator(0))
     _is_tensor(one, "the IWAE bound")
     _require(tuple(one.shape) == (4,), f"iwae_bound returned shape {tuple(one.shape)}, expected (4,)")
     _require(torch.equal(one, again), (
@@ -1310,7 +1311,7 @@ def check_iwae(iwae_bound: Callable[..., Tensor], n_rep: int = 1000) -> None:
     for k, reps in ((1, n_rep), (50, n_rep // 5)):
         with _seeded(1), torch.no_grad():
             v = iwae_bound(xr[: 4 * reps], enc, dec, k,
-                           generator=torch.Generator().manual_seed(k)).double().view(reps, 4)
+                           generator=seeding.generator(k)).double().view(reps, 4)
         means[k], ses[k] = v.mean(0), v.std(0) / math.sqrt(reps)
     if not ((means[1] - elbo_exact).abs() < 5 * ses[1] + 1e-3).all():
         raise AssertionError(

@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from coursekit import seeding
 from coursekit.checking import ok as _ok
 from coursekit.checking import require as _require
 
@@ -454,7 +455,7 @@ def _build(cls: type[nn.Module], seed: int) -> nn.Module:
 
 def _init(module: nn.Module, seed: int) -> nn.Module:
     """Set every parameter from a local generator (never the global one)."""
-    g = torch.Generator().manual_seed(seed)
+    g = seeding.generator(seed)
     with torch.no_grad():
         for p in module.parameters():  # overwrite the default init
             p.copy_(torch.randn(p.shape, generator=g) * 0.7)
@@ -473,7 +474,7 @@ def _grads(loss: Tensor, module: nn.Module) -> Tensor:
 
 def _junk(module: nn.Module, seed: int) -> Tensor:
     """Fill ``.grad`` with random values (a previous step's gradients); return them flat."""
-    g = torch.Generator().manual_seed(seed)
+    g = seeding.generator(seed)
     for p in module.parameters():
         p.grad = torch.randn(p.shape, generator=g)
     return torch.cat([p.grad.flatten() for p in module.parameters()])
@@ -495,10 +496,10 @@ def check_train_step(train_step: Callable | None = None, seed: int = 0) -> None:
     step = _student(train_step, "train_step")
     lr = 0.1
     g0, d0 = _build(_TinyGenerator, seed), _build(_TinyCritic, seed + 10)
-    real = torch.randn(16, 2, generator=torch.Generator().manual_seed(seed + 1)) + 2.0
+    real = torch.randn(16, 2, generator=seeding.generator(seed + 1)) + 2.0
 
     def noise(reuse: bool) -> tuple[Tensor, Tensor]:
-        gen = torch.Generator().manual_seed(seed + 2)
+        gen = seeding.generator(seed + 2)
         z1 = torch.randn(16, 3, generator=gen)
         z2 = z1 if reuse else torch.randn(16, 3, generator=gen)
         return z1, z2
@@ -520,7 +521,7 @@ def check_train_step(train_step: Callable | None = None, seed: int = 0) -> None:
     opt_d = torch.optim.SGD(ds.parameters(), lr=lr)
     junk_g, junk_d = _junk(gs, seed + 3), _junk(ds, seed + 4)
     out = step(gs, ds, opt_g, opt_d, real.clone(), _ref_gan_d_loss, _ref_gan_g_loss,
-               generator=torch.Generator().manual_seed(seed + 2))
+               generator=seeding.generator(seed + 2))
     _require(isinstance(out, tuple | list) and len(out) == 2, (
         f"train_step should return a pair (d_loss, g_loss) of floats, got {out!r}"
     ))
@@ -591,7 +592,7 @@ def check_train_step(train_step: Callable | None = None, seed: int = 0) -> None:
     opt_g2 = torch.optim.SGD(gs2.parameters(), lr=lr)
     opt_d2 = torch.optim.SGD(ds2.parameters(), lr=lr)
     out2 = step(gs2, ds2, opt_g2, opt_d2, real.clone(), _ref_gan_d_loss, _ref_gan_g_loss,
-                update_g=False, generator=torch.Generator().manual_seed(seed + 2))
+                update_g=False, generator=seeding.generator(seed + 2))
     _require(isinstance(out2, tuple | list) and len(out2) == 2 and out2[1] is None, (
         "with update_g=False train_step should return (d_loss, None)"
     ))
@@ -645,7 +646,7 @@ def check_train_gan(train_gan: Callable | None = None) -> None:
         spy = _Spy()
         hist = loop(G, D, data, _ref_gan_d_loss, _ref_gan_g_loss, n_steps=n_steps,
                     batch_size=bs, lr_g=1e-3, lr_d=3e-3, n_critic=n_critic,
-                    generator=torch.Generator().manual_seed(seed), step=spy)
+                    generator=seeding.generator(seed), step=spy)
         return spy, hist, G, D
 
     spy, hist, G, D = run(0, 1)
@@ -802,7 +803,7 @@ def check_gradient_penalty(gradient_penalty: Callable | None = None) -> None:
     the right gradient; a seeded generator makes it reproducible.
     """
     gp = _student(gradient_penalty, "gradient_penalty")
-    gen = torch.Generator().manual_seed(0)
+    gen = seeding.generator(0)
     # Linear critic: the gradient is w everywhere.
     # ||w|| > 1 for the points, < 1 for the images: a one-sided penalty shows on the images.
     for shape, size in (((2,), 2.5), ((1, 8, 8), 0.4)):
@@ -812,7 +813,7 @@ def check_gradient_penalty(gradient_penalty: Callable | None = None) -> None:
         critic = _LinearCritic(w)
         real = torch.randn(32, *shape, generator=gen)
         fake = torch.randn(32, *shape, generator=gen) + 1.0
-        out = _scalar(gp(critic, real, fake, generator=torch.Generator().manual_seed(1)),
+        out = _scalar(gp(critic, real, fake, generator=seeding.generator(1)),
                       "gradient_penalty(...)")
         want = (w.norm() - 1) ** 2
         if not _close(out, want, 1e-4):
@@ -842,7 +843,7 @@ def check_gradient_penalty(gradient_penalty: Callable | None = None) -> None:
     real = torch.randn(n, 2, generator=gen) + torch.tensor([3.0, 0.0])
     fake = torch.randn(n, 2, generator=gen) - torch.tensor([0.0, 2.0])
     critic = _QuadraticCritic()
-    out = gp(critic, real, fake, generator=torch.Generator().manual_seed(2))
+    out = gp(critic, real, fake, generator=seeding.generator(2))
     _scalar(out, "gradient_penalty(...)")
     _require(critic.inputs, "the critic was never called on the interpolates")
     x_hat = critic.inputs[-1]
@@ -896,9 +897,9 @@ def check_gradient_penalty(gradient_penalty: Callable | None = None) -> None:
         "the gradient of the penalty with respect to the critic's parameters is wrong: is "
         "create_graph=True, and is x_hat detached from real and fake before requires_grad_?"
     ))
-    o1 = gp(_QuadraticCritic(), real[:50], fake[:50], generator=torch.Generator().manual_seed(5))
-    o2 = gp(_QuadraticCritic(), real[:50], fake[:50], generator=torch.Generator().manual_seed(5))
-    o3 = gp(_QuadraticCritic(), real[:50], fake[:50], generator=torch.Generator().manual_seed(6))
+    o1 = gp(_QuadraticCritic(), real[:50], fake[:50], generator=seeding.generator(5))
+    o2 = gp(_QuadraticCritic(), real[:50], fake[:50], generator=seeding.generator(5))
+    o3 = gp(_QuadraticCritic(), real[:50], fake[:50], generator=seeding.generator(6))
     _require(_close(o1, o2, 1e-7) and not _close(o1, o3, 1e-7), (
         "the penalty is not reproducible with a seeded generator: draw alpha with "
         "torch.rand(..., generator=generator)"
@@ -917,7 +918,7 @@ def check_wgan_losses(wgan_critic_loss: Callable | None = None,
     """
     c_loss = _student(wgan_critic_loss, "wgan_critic_loss")
     g_loss = _student(wgan_generator_loss, "wgan_generator_loss")
-    gen = torch.Generator().manual_seed(0)
+    gen = seeding.generator(0)
     w = torch.tensor([1.5, -0.8])
     critic = _LinearCritic(w)
     real = torch.randn(40, 2, generator=gen) + 2.0
@@ -1065,7 +1066,7 @@ def check_digit_metrics(nearest_neighbour_distances: Callable | None = None,
 
     nn_d = _student(nearest_neighbour_distances, "nearest_neighbour_distances")
     counts_fn = _student(class_counts, "class_counts")
-    gen = torch.Generator().manual_seed(0)
+    gen = seeding.generator(0)
     ref = torch.rand(50, 1, 8, 8, generator=gen)
     x = torch.rand(7, 1, 8, 8, generator=gen)
     x[3] = ref[11]

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from coursekit import diffusion
+from coursekit import diffusion, seeding
 from coursekit.checking import ok as _ok
 from coursekit.checking import require as _require
 
@@ -60,7 +60,7 @@ def test_mixture() -> diffusion.NoisedGaussianMixture:
 
 
 def _points(n: int = 64, seed: int = 0, scale: float = 2.5) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
+    g = seeding.generator(seed)
     return scale * torch.randn(n, 2, generator=g, dtype=torch.float64)
 
 
@@ -228,7 +228,7 @@ def _gaussian_score(s2: float) -> Score:
 def _ode_order(sampler: Callable, n_list=(8, 16, 32, 64)) -> float:
     """Observed order of a PF-ODE sampler on N(0, s^2 I), whose exact solution is a scaling."""
     s2, smax = 0.25, 10.0
-    x0 = smax * torch.randn(256, 2, generator=torch.Generator().manual_seed(3),
+    x0 = smax * torch.randn(256, 2, generator=seeding.generator(3),
                             dtype=torch.float64)
     exact = x0 * math.sqrt(s2 / (s2 + smax**2))  # x(0) = x(smax) sqrt(s^2 / (s^2 + smax^2))
     errs = []
@@ -269,7 +269,7 @@ def check_samplers(euler_ode: Callable | None = None, heun_ode: Callable | None 
       same generator, reproducible, and with the right spread on a Gaussian.
     """
     mix = test_mixture()
-    x0 = 20.0 * torch.randn(128, 2, generator=torch.Generator().manual_seed(1),
+    x0 = 20.0 * torch.randn(128, 2, generator=seeding.generator(1),
                             dtype=torch.float64)
     sigmas = diffusion.edm_sigmas(12, 0.002, 20.0)
     n = len(sigmas) - 1
@@ -314,20 +314,20 @@ def check_samplers(euler_ode: Callable | None = None, heun_ode: Callable | None 
     if euler_maruyama is not None:
         count = _Counter(mix.score)
         out = _tensor(euler_maruyama(count, x0.clone(), sigmas,
-                                     torch.Generator().manual_seed(5)),
+                                     seeding.generator(5)),
                       tuple(x0.shape), "euler_maruyama")
         _require(count.calls == n, f"euler_maruyama called the score {count.calls} times for "
                  f"{n} steps: one call per step")
         _require(count.at_zero == 0, "euler_maruyama called the score at sigma = 0: the drift "
                  "of a step uses the score at its start, sigma_i > 0")
-        again = euler_maruyama(mix.score, x0.clone(), sigmas, torch.Generator().manual_seed(5))
+        again = euler_maruyama(mix.score, x0.clone(), sigmas, seeding.generator(5))
         _require(_close(out, again, 0.0), "euler_maruyama is not reproducible with the same "
                  "generator: draw the noise with torch.randn(..., generator=generator)")
-        other = euler_maruyama(mix.score, x0.clone(), sigmas, torch.Generator().manual_seed(6))
+        other = euler_maruyama(mix.score, x0.clone(), sigmas, seeding.generator(6))
         _require(not _close(out, other, 1e-6), "euler_maruyama gives the same samples for two "
                  "different generators: it adds no noise, or not from the generator")
         want = diffusion.euler_maruyama(_denoiser(mix.score), x0.clone(), sigmas,
-                                        generator=torch.Generator().manual_seed(5))
+                                        generator=seeding.generator(5))
         if not _close(out, want, 1e-8):
             for kw, hint in (
                 (dict(noise_at="next"), "the noise is scaled with sigma_{i+1}: its standard "
@@ -342,16 +342,16 @@ def check_samplers(euler_ode: Callable | None = None, heun_ode: Callable | None 
                  "torch.randn so that the draws match float64 ones from the same generator"),
             ):
                 ref = _em_variant(mix.score, x0.clone(), sigmas,
-                                  torch.Generator().manual_seed(5), **kw)
+                                  seeding.generator(5), **kw)
                 if _close(out, ref, 1e-8):
                     raise AssertionError(f"euler_maruyama: {hint}")
             # The spread on a Gaussian tells a wrong drift or noise scale from a wrong order.
             s2 = 0.25
-            xg = 10.0 * torch.randn(4000, 2, generator=torch.Generator().manual_seed(2),
+            xg = 10.0 * torch.randn(4000, 2, generator=seeding.generator(2),
                                     dtype=torch.float64)
             sg = diffusion.edm_sigmas(200, 0.002, 10.0)
             var = float(euler_maruyama(_gaussian_score(s2), xg, sg,
-                                       torch.Generator().manual_seed(4)).var())
+                                       seeding.generator(4)).var())
             _require(abs(var / s2 - 1) < 0.15, f"euler_maruyama's samples of N(0, {s2} I) have "
                      f"variance {var:.3f}: the drift must be 2 h sigma_i score (twice the "
                      "ODE's) and the noise sqrt(2 sigma_i h) z, with h = sigma_i - sigma_{i+1}")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import random
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
@@ -22,31 +20,6 @@ from coursekit.validation import (
 )
 
 T = TypeVar("T")
-
-
-def seed_everything(seed: int = 0, *, torch_threads: int | None = 1) -> np.random.Generator:
-    """Seed Python's ``random``, NumPy's global state and torch, in one call.
-
-    It also sets the number of torch CPU threads (one by default): the book's models
-    are tiny, so a second thread only adds synchronisation overhead (up to 40x slower
-    on a busy 2-core machine), and a fixed thread count keeps results bit-for-bit
-    reproducible. Pass ``torch_threads=None`` to leave torch's setting alone.
-
-    Returns a fresh ``numpy.random.Generator`` seeded with ``seed``, to pass as ``rng``.
-    The global states matter too: every coursekit function called with ``rng=None`` or
-    ``generator=None`` draws its seed from them (NumPy's for ``rng``, torch's for
-    ``generator``), so a notebook that starts with ``seed_everything(0)`` repeats exactly.
-    No other coursekit function reseeds them.
-    """
-    seed = check_positive_int(seed, "seed", minimum=0)
-    random.seed(seed)
-    np.random.seed(seed)  # noqa: NPY002  (the legacy global state, for library code that uses it)
-    torch.manual_seed(seed)
-    if torch_threads is not None:
-        torch.set_num_threads(check_positive_int(torch_threads, "torch_threads"))
-    # Hash randomisation only matters for subprocesses; set it for them.
-    os.environ["PYTHONHASHSEED"] = str(seed)
-    return np.random.default_rng(seed)
 
 
 def get_device(prefer_gpu: bool = True) -> torch.device:

@@ -32,6 +32,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from coursekit.seeding import derive_seed
+
 RngLike = np.random.Generator | int | None
 GeneratorLike = torch.Generator | int | None
 
@@ -48,7 +50,7 @@ def as_rng(rng: RngLike, name: str = "rng") -> np.random.Generator:
 
     Args:
         rng: a Generator (used as it is, so its stream advances), an int seed
-            >= 0 (a fresh Generator seeded with it), or None (a fresh Generator
+            >= 0 (a fresh Generator seeded with ``seeding.derive_seed`` of it), or None (a fresh Generator
             seeded from NumPy's global state, which ``seed_everything`` seeds).
         name: the caller's argument name, for the error message.
 
@@ -64,7 +66,8 @@ def as_rng(rng: RngLike, name: str = "rng") -> np.random.Generator:
     if _is_int(rng):
         if rng < 0:
             raise ValueError(f"{name}: a seed must be a non-negative integer, got {rng}")
-        return np.random.default_rng(int(rng))
+        # Through derive_seed, so that COURSEKIT_SEED moves every seed of a run together.
+        return np.random.default_rng(derive_seed(int(rng)))
     if isinstance(rng, torch.Generator):
         raise TypeError(
             f"{name}: got a torch.Generator, but this is NumPy code: pass a "
@@ -110,7 +113,7 @@ def as_generator(
     if _is_int(generator):
         if generator < 0:
             raise ValueError(f"{name}: a seed must be a non-negative integer, got {generator}")
-        return torch.Generator(device=dev).manual_seed(int(generator))
+        return torch.Generator(device=dev).manual_seed(derive_seed(int(generator)))
     if isinstance(generator, np.random.Generator):
         raise TypeError(
             f"{name}: got a numpy.random.Generator, but this is torch code: pass a "

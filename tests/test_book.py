@@ -133,6 +133,36 @@ def test_notebook_imports_coursekit_and_checks(path):
     assert re.search(r"^\s*assert ", code, re.M), f"{path.name} has no assert: where are the checks?"
 
 
+#: Ways to seed a generator that would bypass ``coursekit.seeding`` (and so ``COURSEKIT_SEED``).
+SEEDING_BYPASSES = re.compile(
+    r"torch\.manual_seed\(|torch\.Generator\(|np\.random\.seed\(|np\.random\.default_rng\(|"
+    r"random\.seed\(|random_state=\d"
+)
+#: Notebooks allowed to call NumPy's generator API directly, and why.
+SEEDING_EXEMPT = {
+    # It teaches NumPy's own API (PCG64, spawn); its SEED comes from ck.seeding.derive_seed.
+    "part1_sampling/pseudo_random_numbers.ipynb": "ck.seeding.derive_seed(",
+}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: str(p.relative_to(BOOK)))
+def test_notebook_seeds_through_coursekit(path):
+    """Every seed goes through coursekit.seeding, so COURSEKIT_SEED moves all of a chapter's
+    randomness together (benchmarks/check_seeds.py relies on it)."""
+    nb = json.loads(path.read_text())
+    code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    name = str(path.relative_to(BOOK))
+    if name in SEEDING_EXEMPT:
+        assert SEEDING_EXEMPT[name] in code, f"{name}: its seed must come from coursekit.seeding"
+        return
+    bad = [line.strip() for line in code.splitlines() if SEEDING_BYPASSES.search(line)]
+    assert not bad, (
+        f"{name} seeds a generator behind coursekit.seeding's back: {bad[:3]}; use "
+        "ck.seeding.rng(k), ck.seeding.generator(k), ck.seeding.manual_seed(k) or "
+        "ck.seeding.derive_seed(k)"
+    )
+
+
 def _numbered_algorithms() -> list[str]:
     """Titles of the numbered ``{prf:algorithm}`` blocks, in book order."""
     titles = []
