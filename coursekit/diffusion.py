@@ -478,16 +478,22 @@ def ddpm_sample(
 def ddim_timesteps(T: int, n_steps: int, spacing: str = "trailing") -> list[int]:
     """The n_steps model steps (0-based, decreasing) that DDIM visits out of T.
 
-    ``"trailing"``: round(T - i T / n) - 1, starting at T - 1 (the step x_T belongs to);
+    ``"trailing"``: round(T - i T / n) - 1 for i = 0 .. n-1 (halves rounded up), starting at
+    T - 1 (the step x_T belongs to) and ending at round(T / n) - 1 >= 0;
     ``"leading"``: the original 0, T//n, 2 T//n, ... reversed, which starts at T - T//n and
     never sees the last steps (a mismatch with x_T ~ N(0, I); Lin et al. 2024).
+
+    Both are computed in integer arithmetic: a float ``arange(T, 0, -T / n)`` accumulates
+    rounding and, for some n (61, 103, 121, ... of T = 1000), yields one more value, -1.
     """
     T = check_positive_int(T, "T")
     n = check_positive_int(n_steps, "n_steps")
     if n > T:
         raise ValueError(f"n_steps: expected at most T = {T} steps, got {n}")
     if spacing == "trailing":
-        ts = np.round(np.arange(T, 0, -T / n)).astype(int) - 1
+        # round(T (n - i) / n) = floor((2 T (n - i) + n) / (2 n)), exactly, in integers; the
+        # values are >= T/n >= 1 apart, so they stay strictly decreasing after rounding.
+        ts = [(2 * T * (n - i) + n) // (2 * n) - 1 for i in range(n)]
     elif spacing == "leading":
         ts = (np.arange(n) * (T // n))[::-1]
     else:

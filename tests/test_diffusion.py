@@ -8,6 +8,7 @@ for DDIM, a counting dummy denoiser for Heun, pinned schedules, exact likelihood
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -297,6 +298,28 @@ def test_ddim_timesteps_and_last_step():
     np.testing.assert_allclose(out.numpy(), x0.numpy(), atol=1e-10)
     bad = df.ddim_sample(eps_model, xT, b, 10, final_alpha_bar_one=False)
     assert not torch.allclose(bad, x0, atol=1e-3)
+
+
+@pytest.mark.parametrize("spacing", ["trailing", "leading"])
+@pytest.mark.parametrize("T", [1000, 37])
+def test_ddim_timesteps_every_n(T, spacing):
+    # Every n in 1..T: n steps, strictly decreasing, all in [0, T - 1]. (The float arange of
+    # the trailing grid returned n + 1 steps ending at -1 for n = 61, 103, 121, ... of 1000.)
+    for n in range(1, T + 1):
+        ts = df.ddim_timesteps(T, n, spacing)
+        assert len(ts) == n, (n, ts[-3:])
+        assert all(isinstance(t, int) for t in ts)
+        assert all(a > b for a, b in zip(ts[:-1], ts[1:], strict=True)), n
+        assert 0 <= ts[-1] and ts[0] <= T - 1, (n, ts[0], ts[-1])
+        if spacing == "trailing":
+            assert ts[0] == T - 1  # x_T's own step is visited
+            # round(T - i T / n) - 1 in exact rational arithmetic (halves rounded up)
+            ref = [math.floor(Fraction(T * (n - i), n) + Fraction(1, 2)) - 1 for i in range(n)]
+            assert ts == ref, n
+    # the sampler runs where it used to fail with "math domain error"
+    b = df.linear_betas()
+    out = df.ddim_sample(lambda x, t: 0 * x, torch.zeros(2, 2, dtype=torch.float64), b, 61)
+    assert torch.isfinite(out).all()
 
 
 def test_ddpm_calls_t_descending_and_reproduces_gaussian():
