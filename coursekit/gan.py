@@ -168,6 +168,41 @@ def _identity(v):
     return v
 
 
+# f*(g_f(v)) written directly in the logit v. Composing the two functions in floating point
+# fails long before the true value is out of range: in float32, g_f(v) rounds onto the edge
+# of dom f* (JS: log 2 - softplus(-v) == log 2 for v >~ 17; Hellinger: 1 - e^-v == 1), where
+# f* is +inf, or g_f itself overflows (reverse KL: -e^-v = -inf at v = -1000). The closed
+# forms below are finite wherever the value itself is representable.
+
+
+def _kl_conj_act(v):
+    return _exp(v - 1.0)                   # e^(v - 1): overflows only when the value does
+
+
+def _rkl_conj_act(v):
+    return v - 1.0                         # -1 - log(e^-v)
+
+
+def _pearson_conj_act(v):
+    return v * (0.25 * v + 1.0)            # v^2 / 4 + v
+
+
+def _hellinger_conj_act(v):
+    return _expm1(v)                       # (1 - e^-v) / e^-v = e^v - 1
+
+
+def _js_conj_act(v):
+    return _softplus(v) - _LOG2            # -log(2 - 2 sigmoid(v)) = softplus(v) - log 2
+
+
+def _gan_conj_act(v):
+    return _softplus(v)                    # -log(1 - sigmoid(v)) = softplus(v)
+
+
+def _tv_conj_act(v):
+    return _tv_act(v)                      # f*(t) = t on [-1/2, 1/2]
+
+
 def _rkl_act(v):
     return -_exp(-v)
 
@@ -202,6 +237,9 @@ class FDivergence:
             output ``v``.
         domain: the open interval ``(low, high)`` on which ``f*`` is finite (closed for TV).
         formula: the divergence in LaTeX, for the table.
+        conjugate_activation: ``f*(g_f(v))`` written directly in terms of the logit ``v``
+            (finite wherever its value is representable; see
+            :meth:`conjugate_of_activation`); None: the composition is used.
     """
 
     name: str
@@ -210,10 +248,26 @@ class FDivergence:
     activation: Callable[[ArrayOrTensor], ArrayOrTensor]
     domain: tuple[float, float]
     formula: str
+    conjugate_activation: Callable[[ArrayOrTensor], ArrayOrTensor] | None = None
 
     def __call__(self, u: Any) -> ArrayOrTensor:
         """``f(u)``, elementwise (arrays or tensors)."""
         return self.f(_arr(u))
+
+    def conjugate_of_activation(self, v: Any) -> ArrayOrTensor:
+        """``f*(g_f(v))`` elementwise, for logits ``v`` of any shape (arrays or tensors).
+
+        The term the model's samples contribute to the f-GAN bound. It is computed from
+        ``v`` in one closed form per row (e.g. ``softplus(v) - log 2`` for Jensen-Shannon,
+        ``expm1(v)`` for squared Hellinger), so it stays finite, with a finite gradient,
+        for logits like +-1000 in float32, where ``conjugate(activation(v))`` gives inf
+        or NaN; it is inf only where the value itself exceeds the dtype (``e^(v - 1)``
+        for KL and ``e^v - 1`` for Hellinger above about 88 in float32).
+        """
+        v = _arr(v)
+        if self.conjugate_activation is None:
+            return self.conjugate(self.activation(v))
+        return self.conjugate_activation(v)
 
 
 def _wrap(fn: Callable) -> Callable:
@@ -230,25 +284,30 @@ def _wrap(fn: Callable) -> Callable:
 #: ``u log u - (u + 1) log((u + 1) / 2)`` gives ``D_f = 2 JSD`` (twice the usual JSD);
 #: ``gan`` gives ``2 JSD - log 4`` (so ``f(1) = -log 4``).
 F_DIVERGENCES: dict[str, FDivergence] = {
-    "kl": FDivergence("Kullback-Leibler", _wrap(_kl_f), _wrap(_kl_conj), _wrap(_identity),
-                      (-math.inf, math.inf), r"\int p \log \frac{p}{q}"),
-    "reverse_kl": FDivergence("reverse KL", _wrap(_rkl_f), _wrap(_rkl_conj), _wrap(_rkl_act),
-                              (-math.inf, 0.0), r"\int q \log \frac{q}{p}"),
-    "pearson": FDivergence("Pearson chi^2", _wrap(_pearson_f), _wrap(_pearson_conj),
-                           _wrap(_identity), (-math.inf, math.inf),
-                           r"\int \frac{(q - p)^2}{q}"),
-    "squared_hellinger": FDivergence("squared Hellinger", _wrap(_hellinger_f),
-                                     _wrap(_hellinger_conj), _wrap(_hellinger_act),
-                                     (-math.inf, 1.0), r"\int (\sqrt{p} - \sqrt{q})^2"),
-    "jensen_shannon": FDivergence("Jensen-Shannon (x2)", _wrap(_js_f), _wrap(_js_conj),
-                                  _wrap(_js_act), (-math.inf, _LOG2),
-                                  r"\int p \log \frac{2p}{p + q} + q \log \frac{2q}{p + q}"),
-    "gan": FDivergence("GAN", _wrap(_gan_f), _wrap(_gan_conj), _wrap(_gan_act),
-                       (-math.inf, 0.0),
-                       r"\int p \log \frac{2p}{p + q} + q \log \frac{2q}{p + q} - \log 4"),
-    "total_variation": FDivergence("total variation", _wrap(_tv_f), _wrap(_tv_conj),
-                                   _wrap(_tv_act), (-0.5, 0.5),
-                                   r"\frac12 \int |p - q|"),
+    "kl": FDivergence(
+        "Kullback-Leibler", _wrap(_kl_f), _wrap(_kl_conj), _wrap(_identity),
+        (-math.inf, math.inf), r"\int p \log \frac{p}{q}", _wrap(_kl_conj_act)),
+    "reverse_kl": FDivergence(
+        "reverse KL", _wrap(_rkl_f), _wrap(_rkl_conj), _wrap(_rkl_act),
+        (-math.inf, 0.0), r"\int q \log \frac{q}{p}", _wrap(_rkl_conj_act)),
+    "pearson": FDivergence(
+        "Pearson chi^2", _wrap(_pearson_f), _wrap(_pearson_conj), _wrap(_identity),
+        (-math.inf, math.inf), r"\int \frac{(q - p)^2}{q}", _wrap(_pearson_conj_act)),
+    "squared_hellinger": FDivergence(
+        "squared Hellinger", _wrap(_hellinger_f), _wrap(_hellinger_conj),
+        _wrap(_hellinger_act), (-math.inf, 1.0), r"\int (\sqrt{p} - \sqrt{q})^2",
+        _wrap(_hellinger_conj_act)),
+    "jensen_shannon": FDivergence(
+        "Jensen-Shannon (x2)", _wrap(_js_f), _wrap(_js_conj), _wrap(_js_act),
+        (-math.inf, _LOG2), r"\int p \log \frac{2p}{p + q} + q \log \frac{2q}{p + q}",
+        _wrap(_js_conj_act)),
+    "gan": FDivergence(
+        "GAN", _wrap(_gan_f), _wrap(_gan_conj), _wrap(_gan_act), (-math.inf, 0.0),
+        r"\int p \log \frac{2p}{p + q} + q \log \frac{2q}{p + q} - \log 4",
+        _wrap(_gan_conj_act)),
+    "total_variation": FDivergence(
+        "total variation", _wrap(_tv_f), _wrap(_tv_conj), _wrap(_tv_act), (-0.5, 0.5),
+        r"\frac12 \int |p - q|", _wrap(_tv_conj_act)),
 }
 
 
@@ -277,7 +336,8 @@ def variational_bound(divergence: str | FDivergence, real_v: Any, fake_v: Any) -
     div = get_divergence(divergence)
     real_v = as_tensor(real_v, "real_v", ndim=1)
     fake_v = as_tensor(fake_v, "fake_v", ndim=1, dtype=real_v.dtype, device=real_v.device)
-    return div.activation(real_v).mean() - div.conjugate(div.activation(fake_v)).mean()
+    # f*(g_f(V)) in one closed form of V: finite for large logits (FDivergence docstring)
+    return div.activation(real_v).mean() - div.conjugate_of_activation(fake_v).mean()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -344,7 +404,7 @@ def f_gan_generator_loss(fake_v: Any, divergence: str | FDivergence) -> Tensor:
     """
     div = get_divergence(divergence)
     v = _logits(fake_v, "fake_v")
-    return -div.conjugate(div.activation(v)).mean()
+    return -div.conjugate_of_activation(v).mean()
 
 
 # ----------------------------------------------------------------------------------------------

@@ -144,6 +144,77 @@ def test_jensen_shannon_and_gan_relation():
         math.log(1.3) + (1 + 0.7**2) / (2 * 1.3**2) - 0.5, rel=1e-7)
 
 
+# f*(g_f(v)) written by hand per row, from the tables' f* and g_f, in float64 (scipy's
+# log_expit for the two logistic rows): the reference for the library's closed forms.
+CONJ_ACT_REF = {
+    "kl": lambda v: np.exp(v - 1.0),
+    "reverse_kl": lambda v: v - 1.0,
+    "pearson": lambda v: v**2 / 4.0 + v,
+    "squared_hellinger": lambda v: np.expm1(v),
+    "jensen_shannon": lambda v: -np.log(2.0) - special.log_expit(-v),
+    "gan": lambda v: -special.log_expit(-v),
+    "total_variation": lambda v: np.tanh(v) / 2.0,
+}
+# and its derivative in v, for the gradient the generator receives
+CONJ_ACT_GRAD_REF = {
+    "kl": lambda v: np.exp(v - 1.0),
+    "reverse_kl": lambda v: np.ones_like(v),
+    "pearson": lambda v: v / 2.0 + 1.0,
+    "squared_hellinger": lambda v: np.exp(v),
+    "jensen_shannon": lambda v: special.expit(v),
+    "gan": lambda v: special.expit(v),
+    "total_variation": lambda v: (1.0 - np.tanh(v) ** 2) / 2.0,
+}
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_conjugate_of_activation_is_the_composition(key):
+    # where the composition is well conditioned (float64, |v| <= 12) the closed form in v
+    # equals f*(g_f(v)) of the table, and the hand-written reference
+    div = gan.F_DIVERGENCES[key]
+    v = np.linspace(-12.0, 12.0, 49)
+    got = div.conjugate_of_activation(v)
+    np.testing.assert_allclose(got, div.conjugate(div.activation(v)), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(got, CONJ_ACT_REF[key](v), rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_conjugate_of_activation_large_logits_float32(key):
+    # Item 4 of issue 22: in float32 the composition f*(g_f(v)) is inf or NaN from v ~ 17 on
+    # (JS, Hellinger, GAN) or at v = +-1000 (reverse KL). The closed form must give the
+    # float64 value rounded to float32: finite except where the value itself overflows
+    # float32 (e^(v - 1), e^v - 1 above ~88), and a finite gradient wherever it is finite.
+    div = gan.F_DIVERGENCES[key]
+    v64 = np.array([-1000.0, -100.0, -30.0, -17.0, 0.0, 17.0, 30.0, 80.0, 100.0, 1000.0])
+    with np.errstate(over="ignore"):
+        want = CONJ_ACT_REF[key](v64)
+        want_grad = CONJ_ACT_GRAD_REF[key](v64)
+    out = div.conjugate_of_activation(torch.tensor(v64, dtype=torch.float32))
+    assert out.dtype == torch.float32
+    overflow = np.abs(want) > np.finfo(np.float32).max
+    assert not np.isnan(out.detach().numpy()).any(), key
+    np.testing.assert_array_equal(np.isinf(out.detach().numpy()), overflow, err_msg=key)
+    np.testing.assert_allclose(out.detach().numpy()[~overflow], want[~overflow], rtol=1e-6,
+                               atol=1e-6, err_msg=key)
+    ok = ~overflow
+    v_ok = torch.tensor(v64[ok], dtype=torch.float32, requires_grad=True)
+    div.conjugate_of_activation(v_ok).sum().backward()
+    g = v_ok.grad.numpy()
+    assert np.isfinite(g).all(), key
+    # (atol: float32's epsilon; torch differentiates expm1 as result + 1, which rounds to 0
+    # at v = -17 where the true slope is 4e-8)
+    np.testing.assert_allclose(g, want_grad[ok], rtol=1e-5, atol=1.2e-7, err_msg=key)
+    # the rows whose value at +-1000 is representable are finite there
+    if key not in ("kl", "squared_hellinger"):
+        assert np.isfinite(out.detach().numpy()).all(), key
+    # the losses use it: the generator's loss at huge logits is finite (or +-inf only for
+    # the two exponential rows at +1000), never NaN
+    for sign in (-1.0, 1.0):
+        lv = gan.f_gan_generator_loss(torch.full((4,), sign * 1000.0), key)
+        assert not torch.isnan(lv), (key, sign)
+        assert torch.isfinite(lv) or (sign > 0 and key in ("kl", "squared_hellinger"))
+
+
 def test_unknown_divergence_lists_keys():
     with pytest.raises(ValueError, match="valid keys: kl, reverse_kl"):
         gan.get_divergence("hellinger")
