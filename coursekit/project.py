@@ -125,6 +125,42 @@ class SharedGenerator(nn.Module):
 
 
 # ----------------------------------------------------------------------------------------------
+# The example submissions that ship with the package
+# ----------------------------------------------------------------------------------------------
+
+
+def _examples_dir() -> Path:
+    """The package-data folder of the examples, as a real folder on disk."""
+    from importlib import resources
+
+    root = resources.files("coursekit") / "project_examples"
+    # The examples are read as folders (the evaluator binds them into its sandbox), so they
+    # must exist on disk: true for every pip install, not for a zipped package.
+    if not isinstance(root, Path) or not root.is_dir():
+        raise FileNotFoundError("coursekit's project examples are not on disk (a zipped "
+                                "install?): reinstall with pip install coursekit")
+    return root
+
+
+def example_submissions() -> Path:
+    """The folder of the three example submissions that ship with coursekit (package data).
+
+    It holds ``baseline/``, ``beta4/`` and ``truncation/``, each a valid submission folder;
+    pass it to :func:`leaderboard` as ``submissions``. It is part of the installed package:
+    copy a submission before changing it.
+    """
+    return _examples_dir() / "submissions"
+
+
+def example_history() -> Path:
+    """The examples' history CSV (three mornings) that ships with coursekit (package data).
+
+    Copy it before running :func:`leaderboard` on it: the leaderboard rewrites its history.
+    """
+    return _examples_dir() / "history.csv"
+
+
+# ----------------------------------------------------------------------------------------------
 # The baseline a group can start from: SharedGenerator as the decoder of a VAE
 # ----------------------------------------------------------------------------------------------
 

@@ -8,8 +8,11 @@ Three example groups, all on the shared architecture:
   (a sampling paper: the truncation trick).
 
 Each "morning" the groups submit a checkpoint trained longer (500, 1500, then 3000 steps), and
-the leaderboard evaluates them; the history of those mornings is ``project/history.csv``.
-Run from the repository root (about two minutes):
+the leaderboard evaluates them; the history of those mornings is
+``coursekit/project_examples/history.csv``. Both ship inside the package (package data, found by
+``coursekit.project.example_submissions()`` and ``example_history()``), so the book's
+leaderboard page runs with only ``pip install coursekit``. Run from the repository root (about
+two minutes):
 
     python project/make_examples.py
 """
@@ -24,8 +27,10 @@ import torch
 from coursekit import project
 
 HERE = Path(__file__).resolve().parent
-SUBMISSIONS = HERE / "submissions"
-HISTORY = HERE / "history.csv"
+# Written into the package's source folder: they are package data.
+EXAMPLES = HERE.parent / "coursekit" / "project_examples"
+SUBMISSIONS = EXAMPLES / "submissions"
+HISTORY = EXAMPLES / "history.csv"
 MORNINGS = {"2026-01-12": 500, "2026-01-19": 1500, "2026-01-26": 3000}
 
 TRUNCATION = '''"""Truncation sampling: draw the latent from N(0, 0.7^2 I) instead of N(0, I)."""
