@@ -60,13 +60,14 @@ def derive_seed(seed: int, name: str = "seed") -> int:
     NumPy's ``SeedSequence`` rather than adding them, so that seeds 0 and 1 of one run never
     become seeds 1 and 0 of another (two draws of a chapter stay independent).
 
-    Returns: an int in [0, 2**63).
+    Returns: an int in [0, 2**32), which every consumer accepts (NumPy's legacy
+    ``RandomState`` and so scikit-learn's and SciPy's ``random_state``, torch, ``random``).
     """
     seed = _check_seed(seed, name)
     offset = seed_offset()
     if offset == 0:
         return seed
-    return int(np.random.SeedSequence([seed, offset]).generate_state(1, dtype=np.uint64)[0] >> 1)
+    return int(np.random.SeedSequence([seed, offset]).generate_state(1, dtype=np.uint32)[0])
 
 
 def rng(seed: int) -> np.random.Generator:
