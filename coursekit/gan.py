@@ -376,7 +376,19 @@ def generator_loss_saturating(fake_logits: Any) -> Tensor:
 def generator_loss_nonsaturating(fake_logits: Any) -> Tensor:
     """The non-saturating generator loss ``-E_Q[log D(G(z))] = E softplus(-V)`` (to minimise).
 
-    Same fixed point as the minimax loss but strong gradients early in training.
+    Goodfellow et al.'s (2014) replacement for :func:`generator_loss_saturating`: its
+    gradient does not vanish when the discriminator rejects the samples. It is *not* the
+    minimax game with larger gradients. Per sample, ``d/dV`` is ``-(1 - D)`` here and ``-D``
+    for the minimax loss, so the samples are weighted differently and the two gradients
+    point in different directions. Against the optimal discriminator
+    ``D* = p / (p + p_hat_theta)`` held fixed, the minimax loss's gradient in theta is that
+    of ``2 JSD(P, P_hat_theta)``, and this loss's is that of
+    ``KL(P_hat_theta || P) - 2 JSD(P, P_hat_theta)`` (Arjovsky & Bottou 2017, Thm 2.5): a
+    reverse KL, which is mode-seeking, minus a JSD term, which pushes away from the data.
+    Both gradients vanish at ``P_hat_theta = P``.
+
+    Args:
+        fake_logits: (m,) logits ``V(G(z))`` on generated samples.
     """
     return F.softplus(-_logits(fake_logits, "fake_logits")).mean()
 
@@ -600,7 +612,13 @@ class Critic(nn.Module):
     LeakyReLU(0.2) hidden layers and a linear output: the same network is a GAN
     discriminator (``D = sigmoid(V)``), an f-GAN critic (``T = g_f(V)``) or a WGAN critic.
     ``spectral_norm=True`` wraps every linear layer in torch's spectral normalisation
-    (Miyato et al. 2018), which makes the network 1-Lipschitz up to the power-iteration error.
+    (Miyato et al. 2018): ``W`` is divided by a power-iteration estimate
+    ``sigma_hat = u^T W v``, refined by one iteration per training-mode forward pass. As
+    ``u`` and ``v`` are unit vectors, ``sigma_hat <= sigma(W)``: each normalised layer has
+    spectral norm ``sigma(W) / sigma_hat >= 1``, equal to 1 only once the iteration has
+    converged. The network's Lipschitz constant is at most the product of these ratios
+    (LeakyReLU is 1-Lipschitz), so it is approximately, not at most, 1. Ratios
+    of a few percent per layer above 1 are common while the weights are moving.
     No batch norm: it makes each score depend on the rest of the batch, which breaks the
     per-sample gradient penalty and the per-sample logits of rejection sampling.
     ``scale`` divides the input (see :class:`Generator`: the pair then works in
@@ -800,12 +818,15 @@ def drs_accept_prob(
     """Acceptance probability of discriminator rejection sampling (Azadi et al. 2019, Alg. 1).
 
     ``p = sigmoid(F)``, ``F = Delta - log(1 - exp(Delta - eps)) - gamma``, ``Delta = logits -
-    max_logit``. With the optimal discriminator's logit ``log p_data - log p_g``,
-    ``exp(Delta)`` is the exact rejection-sampling ratio ``p_data / (M p_g)``, and for
-    ``gamma = 0`` the acceptance ``sigmoid(F) = e^Delta / (1 - e^-eps) ~ e^Delta`` for
-    small ratios; ``gamma`` shifts every logit (larger gamma: fewer acceptances, sharper
-    selection), ``eps`` keeps the log finite at ``Delta = 0``. ``Delta > 0`` (a logit
-    above the estimated maximum) is clamped to 0: accepted with probability ~1.
+    max_logit``. In closed form,
+    ``p = e^Delta / (e^Delta + e^gamma (1 - e^(Delta - eps)))``; for ``gamma = 0``,
+    ``p = e^Delta / (1 + e^Delta (1 - e^-eps))``, which is ``e^Delta`` up to a relative
+    error of at most ``eps`` (at ``Delta = 0``, ``p = 1 / (2 - e^-eps) ~ 1 - eps``).
+    With the optimal discriminator's logit ``log p_data - log p_g`` and the true maximum,
+    ``e^Delta`` is the exact rejection-sampling ratio ``p_data / (M p_g)``. ``gamma``
+    shifts F (larger gamma: fewer acceptances, sharper selection); ``eps`` keeps the log
+    finite at ``Delta = 0``. ``Delta > 0`` (a logit above the estimated maximum) is
+    clamped to 0: accepted with probability ``1 / (2 - e^-eps)``.
 
     Args:
         logits: (n,) discriminator logits (array or tensor; the result has the same kind).

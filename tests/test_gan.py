@@ -240,6 +240,62 @@ def test_losses_against_torch_references():
     assert torch.allclose(gan.f_gan_critic_loss(real, fake, "gan"), ref, atol=1e-5)
 
 
+def _generator_gradient_against_fixed_d_star(loss_fn, mu0, s0):
+    """d/d(mu, s) of E_{x ~ N(mu, s^2)}[loss(V*(x))] at (mu0, s0), V* = log p - log q0 fixed.
+
+    P = N(0, 1) is the data, Q = N(mu, s^2) the model, x = mu + s z. The per-sample slope
+    d loss / dx is taken by torch autograd through the library's loss on one logit, the
+    expectation over z ~ N(0, 1) by scipy quadrature.
+    """
+
+    def dloss_dx(x: float) -> float:
+        xt = torch.tensor([x], dtype=torch.float64, requires_grad=True)
+        v = -xt**2 / 2 + (xt - mu0) ** 2 / (2 * s0**2) + math.log(s0)   # log p - log q0
+        loss_fn(v).backward()
+        return xt.grad.item()
+
+    def expect(weight):
+        val, _ = integrate.quad(lambda z: stats.norm.pdf(z) * dloss_dx(mu0 + s0 * z) * weight(z),
+                                -12, 12, epsabs=1e-13, epsrel=1e-12, limit=200)
+        return val
+
+    return np.array([expect(lambda z: 1.0), expect(lambda z: z)])  # dx/dmu = 1, dx/ds = z
+
+
+def _jsd_gaussians(mu, s):
+    """JSD(N(0, 1), N(mu, s^2)) in nats, by quadrature (the usual JSD, at most log 2)."""
+    p, q = stats.norm(0, 1), stats.norm(mu, s)
+
+    def integrand(x):
+        px, qx = p.pdf(x), q.pdf(x)
+        m = (px + qx) / 2
+        return 0.5 * special.xlogy(px, px / m) + 0.5 * special.xlogy(qx, qx / m)
+
+    return integrate.quad(integrand, -15, 15, epsabs=1e-14, epsrel=1e-13, limit=200)[0]
+
+
+def test_nonsaturating_gradient_is_reverse_kl_minus_two_jsd():
+    # Arjovsky & Bottou (2017), Thm 2.5: against D* (held fixed), the non-saturating loss's
+    # gradient is that of KL(Q || P) - 2 JSD(P, Q); the minimax loss's is that of 2 JSD
+    # (Goodfellow et al. 2014, Thm 1, by the envelope theorem). P = N(0, 1), Q = N(3, 1).
+    mu0, s0 = 3.0, 1.0
+    ns = _generator_gradient_against_fixed_d_star(gan.generator_loss_nonsaturating, mu0, s0)
+    mm = _generator_gradient_against_fixed_d_star(gan.generator_loss_saturating, mu0, s0)
+    h = 1e-4   # central differences of the JSD (quadrature error ~1e-13 / h)
+    grad_jsd = np.array([
+        (_jsd_gaussians(mu0 + h, s0) - _jsd_gaussians(mu0 - h, s0)) / (2 * h),
+        (_jsd_gaussians(mu0, s0 + h) - _jsd_gaussians(mu0, s0 - h)) / (2 * h),
+    ])
+    # KL(N(mu, s^2) || N(0, 1)) = (s^2 + mu^2 - 1) / 2 - log s: gradient (mu, s - 1 / s)
+    grad_kl = np.array([mu0, s0 - 1.0 / s0])
+    np.testing.assert_allclose(ns, grad_kl - 2 * grad_jsd, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(mm, 2 * grad_jsd, rtol=1e-6, atol=1e-7)
+    # Not the same direction: here the two losses even disagree on the sign of ds (the
+    # non-saturating one narrows Q, mode-seeking; the minimax one widens it).
+    assert ns[1] > 0.4 and mm[1] < -0.4
+    assert ns @ mm / (np.linalg.norm(ns) * np.linalg.norm(mm)) < 0.5
+
+
 def test_saturation():
     # a discriminator that rejects the sample (V = -10): the minimax loss has a vanishing
     # gradient, the non-saturating one does not
@@ -371,6 +427,35 @@ def test_spectral_norm_critic_is_one_lipschitz_per_layer():
                 1.0, abs=1e-3)
 
 
+def test_spectral_norm_critic_what_holds():
+    # What torch's spectral normalisation guarantees (Critic docstring): sigma_hat = u^T W v
+    # <= sigma(W), so every normalised layer has spectral norm >= 1 (not <= 1), and the
+    # critic's gradient norm is at most the product of the layers' norms. While the
+    # weights move (one power iteration per step), the layers' norms exceed 1.
+    torch.manual_seed(0)
+    critic = gan.Critic(hidden=(32, 32), spectral_norm=True)
+    opt = torch.optim.Adam(critic.parameters(), lr=0.05)
+    g = torch.Generator().manual_seed(1)
+    worst = 1.0
+    for _ in range(20):
+        x = torch.randn(64, 2, generator=g)
+        loss = -critic(x * 3).mean() + critic(x).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sigmas = [torch.linalg.matrix_norm(m.weight.detach(), 2).item()
+                  for m in critic.modules() if isinstance(m, torch.nn.Linear)]
+        assert min(sigmas) >= 1.0 - 1e-5, sigmas
+        worst = max(worst, max(sigmas))
+    assert worst > 1.01   # the estimate lags: not a hard bound of 1
+    critic.eval()         # freeze u, v: the same normalised weights for every forward
+    sigmas = [torch.linalg.matrix_norm(m.weight.detach(), 2).item()
+              for m in critic.modules() if isinstance(m, torch.nn.Linear)]
+    x = torch.randn(20_000, 2, generator=g) * 3
+    grad_max = gan.critic_gradient_norms(critic, x).max().item()
+    assert grad_max <= math.prod(sigmas) * (1 + 1e-5)
+
+
 def test_clip_weights():
     critic = gan.Critic()
     gan.clip_weights(critic, 0.01)
@@ -400,6 +485,30 @@ def test_drs_accept_prob_edges():
     pt.sum().backward()
     np.testing.assert_allclose(pt.detach().numpy(), p, rtol=1e-12)
     assert torch.isfinite(v.grad).all()
+
+
+def test_drs_accept_prob_closed_form():
+    # The docstring's closed form, e^D / (e^D + e^gamma (1 - e^(D - eps))), against the
+    # definition sigmoid(F) of Azadi et al., Alg. 1, evaluated naively in float64
+    # where it is well conditioned; eps large enough that e^D / (1 - e^-eps) (> 1) is ruled
+    # out.
+    delta = np.linspace(-20.0, -1e-3, 41)
+    for eps in (1e-6, 0.1, 1.0):
+        for gamma in (0.0, 1.5, -2.0):
+            f = delta - np.log(1.0 - np.exp(delta - eps)) - gamma
+            definition = 1.0 / (1.0 + np.exp(-f))
+            closed = np.exp(delta) / (np.exp(delta) + np.exp(gamma) * (1 - np.exp(delta - eps)))
+            np.testing.assert_allclose(closed, definition, rtol=1e-12)
+            got = gan.drs_accept_prob(delta + 3.0, 3.0, gamma=gamma, eps=eps)
+            np.testing.assert_allclose(got, closed, rtol=1e-12)
+        # gamma = 0: e^D / (1 + e^D (1 - e^-eps)), within a factor 1 - eps of e^D
+        p0 = gan.drs_accept_prob(delta, 0.0, eps=eps)
+        np.testing.assert_allclose(p0, np.exp(delta) / (1 + np.exp(delta) * -np.expm1(-eps)),
+                                   rtol=1e-12)
+        assert np.all(p0 <= np.exp(delta)) and np.all(p0 >= np.exp(delta) * (1 - eps))
+    # a logit above the maximum is clamped to Delta = 0: p = 1 / (2 - e^-eps)
+    assert gan.drs_accept_prob(np.array([9.0]), 0.0, eps=0.5)[0] == pytest.approx(
+        1 / (2 - math.exp(-0.5)), rel=1e-12)
 
 
 def test_drs_accept_prob_bad_inputs():
