@@ -794,7 +794,8 @@ def pf_ode_log_likelihood(
         denoiser: differentiable denoiser(x, sigma), sigma a float.
         x: (n, d) points at noise level sigma_min.
         sigma_min, sigma_max: 0 < sigma_min < sigma_max.
-        n_steps: Heun steps (2 n_steps denoiser evaluations with divergence).
+        n_steps: Heun steps: 2 n_steps + 1 denoiser evaluations, each with its divergence
+            (one at the start, then a predictor and a corrector slope per step).
         return_latent: also return x(sigma_max).
 
     Returns:

@@ -510,3 +510,141 @@ def test_example_mixture():
     np.testing.assert_allclose(m.weights.sum(), 1.0)
     # the thinnest direction is 0.15 wide: what makes discretisation error visible
     assert math.isclose(float(np.sqrt(np.linalg.eigvalsh(m.covariances).min())), 0.15)
+
+
+# --------------------------------------------------------------------------------------
+# Code that no other check protects: preconditioning, sigma law, churn, DDIM(eta=1)
+# --------------------------------------------------------------------------------------
+
+
+class LinearNet(torch.nn.Module):
+    """F(u, c) = u A^T + c b: a non-zero network whose output depends on both inputs."""
+
+    def __init__(self):
+        super().__init__()
+        self.A = torch.nn.Parameter(torch.tensor([[0.7, -0.4], [0.2, 1.3]], dtype=torch.float64))
+        self.b = torch.nn.Parameter(torch.tensor([0.5, -1.1], dtype=torch.float64))
+        self.inputs = []
+
+    def forward(self, u, c):
+        self.inputs.append((u.detach().clone(), torch.as_tensor(c).detach().clone()))
+        return u @ self.A.T + torch.as_tensor(c, dtype=u.dtype)[..., None] * self.b
+
+
+@pytest.mark.parametrize("sigma_data", [0.5, 1.7])
+def test_edm_preconditioning_with_a_nonzero_net(sigma_data):
+    # Karras et al. (2022), Table 1: D(x; s) = c_skip x + c_out F(c_in x, c_noise) with
+    # c_skip = sd^2/(s^2+sd^2), c_out = s sd/sqrt(s^2+sd^2), c_in = 1/sqrt(s^2+sd^2),
+    # c_noise = ln(s)/4. Per-row sigmas and a scalar sigma.
+    net = LinearNet()
+    den = df.EDMDenoiser(net, sigma_data=sigma_data)
+    x = torch.tensor([[1.0, -2.0], [0.3, 0.8], [-4.0, 2.5]], dtype=torch.float64)
+    for sigma in (torch.tensor([0.01, 1.0, 30.0], dtype=torch.float64), 2.0):
+        s = torch.as_tensor(sigma, dtype=torch.float64).expand(3)[:, None]  # (3, 1)
+        sd2 = sigma_data**2
+        c_skip, c_out = sd2 / (s**2 + sd2), s * sigma_data / (s**2 + sd2).sqrt()
+        c_in, c_noise = 1 / (s**2 + sd2).sqrt(), s.log() / 4
+        ref = c_skip * x + c_out * ((c_in * x) @ net.A.T + c_noise * net.b)
+        out = den(x, sigma)
+        np.testing.assert_allclose(out.detach().numpy(), ref.detach().numpy(), rtol=1e-12)
+        u, c = net.inputs[-1]
+        np.testing.assert_allclose(u.numpy(), (c_in * x).numpy(), rtol=1e-12)
+        np.testing.assert_allclose(c.numpy(), c_noise.flatten().numpy(), rtol=1e-12)
+
+
+def test_edm_preconditioning_gives_unit_variances():
+    # The design principle behind Table 1 (Karras et al. 2022, App. B.6), checked on the
+    # coefficients the denoiser actually uses, read off with probe networks: for y of
+    # variance sd^2 and x = y + s n, F's input c_in x and its effective training target
+    # (y - c_skip x) / c_out have unit variance, and c_skip minimises the latter.
+    class Probe(torch.nn.Module):
+        def __init__(self, kind):
+            super().__init__()
+            self.kind, self.p = kind, torch.nn.Parameter(torch.zeros((), dtype=torch.float64))
+
+        def forward(self, u, c):
+            return u if self.kind == "input" else torch.ones_like(u)
+
+    sd = 0.8
+    for s in (0.02, 0.8, 5.0, 80.0):
+        x, zero = torch.ones(1, 2, dtype=torch.float64), torch.zeros(1, 2, dtype=torch.float64)
+        const, ident = df.EDMDenoiser(Probe("ones"), sd), df.EDMDenoiser(Probe("input"), sd)
+        c_out = float(const(zero, s)[0, 0])  # F = 1: D(0) = c_out
+        c_skip = float(const(x, s)[0, 0]) - c_out  # F = 1: D(1) = c_skip + c_out
+        c_in = (float(ident(x, s)[0, 0]) - c_skip) / c_out  # F(u) = u: D(1) = c_skip + c_out c_in
+        assert math.isclose(c_in**2 * (sd**2 + s**2), 1.0, rel_tol=1e-12)  # Var[c_in x] = 1
+
+        def target_var(cs, s=s, c_out=c_out):  # Var[(y - cs (y + s n)) / c_out]
+            return ((1 - cs) ** 2 * sd**2 + cs**2 * s**2) / c_out**2
+
+        assert math.isclose(target_var(c_skip), 1.0, rel_tol=1e-12)
+        assert target_var(c_skip) < min(target_var(c_skip * 1.01), target_var(c_skip * 0.99))
+
+
+@pytest.mark.parametrize("p_mean, p_std", [(-1.2, 1.2), (0.4, 0.6)])
+def test_edm_loss_draws_log_normal_sigma(p_mean, p_std):
+    # ln sigma ~ N(P_mean, P_std^2) (Karras et al. 2022, Table 1), read from c_noise = ln(s)/4
+    # that F receives. KS test at n = 20000: p > 1e-3 holds for almost every seed, and a
+    # wrong law (std squared, sigma itself normal, mean and std swapped) gives p ~ 0.
+    net = LinearNet()
+    y = torch.zeros(20_000, 2, dtype=torch.float64)
+    df.edm_loss(df.EDMDenoiser(net), y, p_mean=p_mean, p_std=p_std, generator=0)
+    ln_s = 4 * net.inputs[-1][1].numpy()
+    assert stats.kstest(ln_s, stats.norm(p_mean, p_std).cdf).pvalue > 1e-3
+
+
+def test_heun_churn_adds_the_right_variance():
+    # Karras et al. (2022), Algorithm 2: at step i with S_tmin <= sigma_i <= S_tmax,
+    # gamma = min(S_churn / N, sqrt(2) - 1), sigma_hat = (1 + gamma) sigma_i, and
+    # x_hat = x + sqrt(sigma_hat^2 - sigma_i^2) S_noise z. With D(x) = x the ODE does not move,
+    # so the difference of consecutive inputs to D is exactly the churn noise of one step.
+    seen = []
+
+    def identity(x, sigma):
+        seen.append((float(sigma), x.clone()))
+        return x
+
+    sig = df.edm_sigmas(8, sigma_max=10.0)
+    n, churn, s_noise, s_min, s_max = 100_000, 2.0, 0.9, 0.05, 3.0
+    x = torch.zeros(n, 1, dtype=torch.float64)
+    df.heun_sample(identity, x, sig, churn=churn, s_min=s_min, s_max=s_max, s_noise=s_noise,
+                   generator=0)
+    firsts = seen[0::2]  # the Euler (first) call of each step; corrector calls in between
+    prev = x
+    gamma = min(churn / 8, math.sqrt(2) - 1)
+    for (s_hat, xi), s_i in zip(firsts, sig[:-1].tolist(), strict=True):
+        g = gamma if s_min <= s_i <= s_max else 0.0
+        assert math.isclose(s_hat, (1 + g) * s_i, rel_tol=1e-12)
+        var = (s_hat**2 - s_i**2) * s_noise**2
+        noise = (xi - prev)[:, 0]
+        if var == 0:
+            assert torch.equal(noise, torch.zeros_like(noise))
+        else:  # sample variance within 5 standard errors (sqrt(2/n) var), mean within 5 s.e.
+            assert abs(float(noise.var()) - var) < 5 * var * math.sqrt(2 / n), (s_i, var)
+            assert abs(float(noise.mean())) < 5 * math.sqrt(var / n)
+        prev = xi
+    assert sum(s_min <= s <= s_max for s in sig[:-1].tolist()) >= 3  # several churned steps
+
+
+def test_ddim_eta1_is_ddpm_with_posterior_variance(mix):
+    # Song, Meng & Ermon (2021), eq. 16: with eta = 1 and every step visited, DDIM's sigma_t^2
+    # is beta~_t = (1 - abar_{t-1}) / (1 - abar_t) beta_t and its mean is DDPM's posterior
+    # mean (Ho et al. 2020, eq. 7): the same noise gives the same samples.
+    b = df.linear_betas(60, 1e-3, 0.25)
+    eps = df.eps_from_denoiser(mix.denoise, b)
+    x = torch.randn(300, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    ddim = df.ddim_sample(eps, x, b, 60, eta=1.0, generator=5)
+    ddpm = df.ddpm_sample(eps, x, b, variance="posterior", generator=5)
+    np.testing.assert_allclose(ddim.numpy(), ddpm.numpy(), rtol=1e-9, atol=1e-9)
+    # not a tautology: DDPM with sigma_t^2 = beta_t is a different sampler
+    beta = df.ddpm_sample(eps, x, b, variance="beta", generator=5)
+    assert not torch.allclose(beta, ddim, atol=1e-3)
+
+
+def test_pf_ode_log_likelihood_counts_2n_plus_1_evaluations():
+    den = Counting()
+    x = torch.ones(3, 2, dtype=torch.float64)
+    for n in (1, 4, 7):
+        den.calls = 0
+        df.pf_ode_log_likelihood(den, x, sigma_min=0.1, sigma_max=10.0, n_steps=n)
+        assert den.calls == 2 * n + 1
