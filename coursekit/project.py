@@ -37,11 +37,10 @@ import csv
 import datetime as _dt
 import html
 import importlib.util
+import io
 import json
 import os
-import subprocess
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -50,6 +49,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from coursekit import sandbox as sandbox_mod
+from coursekit.sandbox import SandboxUnavailable
 from coursekit.validation import as_generator, check_positive, check_positive_int
 
 #: The latent dimension of the shared generator (fixed: everyone has the same architecture).
@@ -71,8 +72,9 @@ METRICS: dict[str, str] = {
 DEFAULT_N = 1000
 #: Default limit on a submission's own code (loading + sampling), in seconds.
 DEFAULT_TIMEOUT = 60.0
-#: Address-space limit of the child process that runs a submission's code, in bytes.
-MEMORY_LIMIT = 6 * 2**30
+#: Memory of a submission's sandbox in bytes: all its processes together (and each one's
+#: address space). Importing torch alone takes about 0.6 GiB of address space.
+MEMORY_LIMIT = 2 * 2**30
 #: Fewest samples an evaluation accepts: FID needs more samples than its 32 features, and the
 #: bootstrap resamples some margin above that.
 MIN_N = 50
@@ -80,7 +82,7 @@ MIN_N = 50
 #: and not counted in the submission's timeout, in seconds.
 STARTUP_LIMIT = 180.0
 #: Longest reason kept for a broken submission's row (a crash message can be megabytes).
-MAX_REASON = 400
+MAX_REASON = sandbox_mod.MAX_REASON
 #: First word of the line by which the child reports a submission's fault to the parent.
 _REASON_TAG = "SUBMISSION-FAULT:"
 
@@ -224,15 +226,14 @@ class SubmissionError(Exception):
     """A submission could not be evaluated; the message is the reason shown on the leaderboard."""
 
 
-def _limit_resources() -> None:  # runs in the child, before it executes anything
-    import resource
+# The child's whole program: python -I ignores PYTHONPATH and the working folder, so coursekit
+# is found through the folder given first (bound read-only in the sandbox).
+_BOOT = ("import sys; sys.path.insert(0, sys.argv[1]); "
+         "from coursekit.project import _child_main; sys.exit(_child_main(sys.argv[2:]))")
 
-    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
-    os.setsid()  # its own process group, so that a timeout kills everything it started
 
-
-def _child_sample(submission: str, n: int, seed: int, out: str) -> None:
-    """Child side: load the weights safely, draw ``n`` samples, save them as a float32 .npy."""
+def _child_sample(submission: str, n: int, seed: int) -> np.ndarray:
+    """Child side: load the weights safely, draw ``n`` samples; returns them as float32."""
     torch.set_num_threads(1)
     # This is the child process, not the caller's: seeding its global stream makes a
     # sampling.py that ignores the generator it is given reproducible too.
@@ -281,7 +282,40 @@ def _child_sample(submission: str, n: int, seed: int, out: str) -> None:
     if x.is_complex() or x.dtype == torch.bool:
         raise SubmissionError(f"sample() returned a tensor of dtype {x.dtype}: expected real "
                               "pixel values in [0, 1] (a float tensor)")
-    np.save(out, x.detach().cpu().to(torch.float32).numpy(), allow_pickle=False)
+    return x.detach().cpu().to(torch.float32).numpy()
+
+
+def _child_main(argv: Sequence[str]) -> int:
+    """The sandboxed child: ``SUBMISSION N SEED NPROC``; writes ``READY`` and then the samples
+    as a .npy stream on its standard output, or a tagged reason on stderr (exit code 3)."""
+    import resource
+
+    folder, n, seed, nproc = argv[0], int(argv[1]), int(argv[2]), int(argv[3])
+    if nproc > 0:
+        # Inside the sandbox's user namespace this counts the sandbox's own processes: a
+        # kernel cap on a fork storm (ignored when the evaluator runs as root, where the
+        # evaluator's watchdog still stops it).
+        resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
+    torch.set_num_threads(1)
+    # Everything the child needs after the group's code has run is imported now, before it.
+    import numpy.lib.format  # noqa: F401
+    # The samples go through a private copy of stdout; the group's prints go to stderr, so
+    # they can never corrupt the samples stream.
+    out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    out.write(b"READY\n")  # imports done: the parent starts the submission's clock
+    out.flush()
+    try:
+        x = _child_sample(folder, n, seed)
+    except SubmissionError as e:
+        print(f"{_REASON_TAG} {' '.join(str(e).split())[:4 * MAX_REASON]}", file=sys.stderr,
+              flush=True)
+        return 3
+    buf = io.BytesIO()  # np.save needs a seekable file; a pipe is not one
+    np.save(buf, x, allow_pickle=False)
+    out.write(buf.getvalue())
+    out.flush()
+    return 0
 
 
 def check_n(n: Any) -> int:
@@ -301,44 +335,11 @@ def check_timeout(timeout: Any) -> float:
     return timeout
 
 
-def _wait_ready(proc: subprocess.Popen, limit: float) -> None:
-    """Read the child's stdout until its ``READY`` line (or its end); TimeoutExpired after
-    ``limit`` seconds."""
-    import selectors
-    import time
-
-    deadline = time.monotonic() + limit
-    seen = b""
-    with selectors.DefaultSelector() as sel:
-        sel.register(proc.stdout, selectors.EVENT_READ)
-        while b"READY\n" not in seen:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise subprocess.TimeoutExpired(proc.args, limit)
-            if not sel.select(left):
-                continue
-            chunk = os.read(proc.stdout.fileno(), 4096)
-            if not chunk:  # the child ended before it was ready: communicate() reports why
-                return
-            seen = (seen + chunk)[-64:]
+def _gib(nbytes: int) -> str:
+    return f"{nbytes / 2**30:.3g} GiB"
 
 
-def _kill(proc: subprocess.Popen) -> None:
-    """Kill the child's whole process group, and never hang on pipes a grandchild holds."""
-    for kill in (lambda: os.killpg(proc.pid, 9), proc.kill):
-        try:
-            kill()
-        except (ProcessLookupError, PermissionError):
-            pass
-    try:
-        proc.communicate(timeout=10)
-    except subprocess.TimeoutExpired:  # a grandchild that left the group keeps a pipe open
-        for f in (proc.stdout, proc.stderr):
-            f.close()
-        proc.wait()
-
-
-def _reason(err: str, returncode: int) -> str:
+def _reason(err: str, returncode: int, memory: int = MEMORY_LIMIT) -> str:
     """The reason of a failed child, from its stderr: the submission's fault it reported, or
     the last line of the traceback; out-of-memory failures are named as such."""
     lines = [line.strip() for line in err.strip().splitlines() if line.strip()]
@@ -347,69 +348,88 @@ def _reason(err: str, returncode: int) -> str:
         last = tagged[-1][len(_REASON_TAG):].strip()
     else:
         last = lines[-1] if lines else f"exit code {returncode}"
-    memory = ("MemoryError" in err or "can't allocate memory" in err
-              or "Cannot allocate memory" in err or "std::bad_alloc" in err
-              or returncode in (-9, 137))
-    if memory:
-        last = f"ran out of memory (limit {MEMORY_LIMIT / 2**30:g} GiB): {last}"
+    oom = ("MemoryError" in err or "can't allocate memory" in err
+           or "Cannot allocate memory" in err or "std::bad_alloc" in err
+           or returncode in (-9, 137))
+    if oom:
+        last = f"ran out of memory (limit {_gib(memory)}): {last}"
     return last
 
 
+def _limits(limits: Any) -> sandbox_mod.Limits:
+    if limits is None:
+        return sandbox_mod.Limits(memory=MEMORY_LIMIT)
+    if not isinstance(limits, sandbox_mod.Limits):
+        raise ValueError(f"limits: expected a coursekit.sandbox.Limits or None, got "
+                         f"{type(limits).__name__}")
+    return limits
+
+
+def _check_sandbox_flag(sandbox: Any) -> bool:
+    if not isinstance(sandbox, bool):
+        raise ValueError(f"sandbox: expected True or False, got {sandbox!r}")
+    return sandbox
+
+
 def draw_samples(submission: str | Path, n: int = DEFAULT_N, *, seed: int = 0,
-                 timeout: float = DEFAULT_TIMEOUT) -> np.ndarray:
-    """Run a submission's code in a child process and return its ``(n, 1, 8, 8)`` samples.
+                 timeout: float = DEFAULT_TIMEOUT, sandbox: bool = True,
+                 limits: sandbox_mod.Limits | None = None) -> np.ndarray:
+    """Run a submission's code in the sandbox and return its ``(n, 1, 8, 8)`` samples.
+
+    The code runs under bubblewrap (:mod:`coursekit.sandbox`): no network, a read-only view
+    of the interpreter, the environment, coursekit and its own folder, a private ``/tmp``,
+    caps on time, memory (all its processes together), processes and disk. ``sandbox=False``
+    runs it without bubblewrap, for a trusted local run only.
 
     Raises:
+        SandboxUnavailable: ``sandbox=True`` and bubblewrap does not work here (nothing ran).
         SubmissionError: with the reason (missing file, unsafe or wrong weights, a crash,
-            a timeout, the memory limit, a wrong shape, NaN, values outside [0, 1]).
+            a timeout, the memory or process cap, a wrong shape, NaN, values outside [0, 1]).
     """
     folder = Path(submission)
     n = check_n(n)
     timeout = check_timeout(timeout)
+    sandbox = _check_sandbox_flag(sandbox)
+    limits = _limits(limits)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ValueError(f"seed: expected an integer, got {seed!r}")
+    if not folder.is_dir():
+        raise SubmissionError("the submission is not a folder")
     model_pt = folder / "model.pt"
     if not model_pt.exists():
         raise SubmissionError("no model.pt in the submission folder")
     if not model_pt.is_file():
         raise SubmissionError("model.pt is not a file (a folder?): save the weights with "
                               "torch.save(model.state_dict(), 'model.pt')")
-    with tempfile.TemporaryDirectory(prefix="submission-") as work:
-        out = Path(work) / "samples.npy"
-        cmd = [sys.executable, "-m", "coursekit.project", "_sample", str(folder.resolve()),
-               "--n", str(n), "--seed", str(seed), "--out", str(out)]
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "ACTIONS_"))}
-        env["OMP_NUM_THREADS"] = "1"
-        # The child runs in an empty folder: make this coursekit importable there even when it
-        # is used from a clone that is not pip-installed (the CI workflow, a laptop).
-        root = str(Path(__file__).resolve().parents[1])
-        env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
-        proc = subprocess.Popen(cmd, cwd=work, env=env, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                preexec_fn=_limit_resources)
-        try:
-            # The clock starts when the child says it has imported torch: start-up is the
-            # evaluator's fixed cost, not the submission's.
-            _wait_ready(proc, STARTUP_LIMIT)
-        except subprocess.TimeoutExpired:
-            _kill(proc)
-            raise SubmissionError(f"the evaluator's child process did not start within "
-                                  f"{STARTUP_LIMIT:g} s (an overloaded machine?)") from None
-        try:
-            _, err_bytes = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            _kill(proc)
-            raise SubmissionError(
-                f"timed out: loading and sampling took more than {timeout:g} s") from None
-        err = err_bytes.decode("utf-8", "replace")
-        if proc.returncode != 0:
-            raise SubmissionError(_reason(err, proc.returncode))
-        if not out.is_file():
-            raise SubmissionError("the sampling process wrote no samples")
-        try:
-            x = np.load(out, allow_pickle=False)
-        except Exception as e:  # noqa: BLE001 (the file is the submission's output)
-            raise SubmissionError(f"the samples file could not be read: {e}") from None
+    lib = str(Path(__file__).resolve().parents[1])
+    inside = sandbox_mod.SUBMISSION_MOUNT if sandbox else str(folder.resolve())
+    argv = [sys.executable, "-I", "-c", _BOOT, lib, inside, str(n), str(int(seed)),
+            str(limits.processes if sandbox else 0)]
+    res = sandbox_mod.run(argv, submission=folder if sandbox else None, timeout=timeout,
+                          startup_limit=STARTUP_LIMIT, limits=limits, sandbox=sandbox)
+    if res.killed == "startup":
+        raise SubmissionError(f"the evaluator's child process did not start within "
+                              f"{STARTUP_LIMIT:g} s (an overloaded machine?)")
+    if res.killed == "timeout":
+        raise SubmissionError(f"timed out: loading and sampling took more than {timeout:g} s")
+    if res.killed == "memory":
+        raise SubmissionError(f"ran out of memory: its processes together held more than "
+                              f"{_gib(limits.memory)}")
+    if res.killed == "processes":
+        raise SubmissionError(f"started too many processes or threads (limit "
+                              f"{limits.processes})")
+    if res.killed == "output":
+        raise SubmissionError(f"wrote more than {limits.output} bytes on its standard output")
+    if res.returncode != 0:
+        raise SubmissionError(_reason(res.stderr, res.returncode, limits.memory))
+    if not res.stdout:
+        raise SubmissionError("the sampling process returned no samples")
+    try:
+        x = np.load(io.BytesIO(res.stdout), allow_pickle=False)
+    except Exception as e:  # noqa: BLE001 (the bytes are the submission's output)
+        raise SubmissionError(f"the samples could not be read: {type(e).__name__}") from None
     if not isinstance(x, np.ndarray) or x.dtype != np.float32:
-        raise SubmissionError("the samples file is not a float32 array")
+        raise SubmissionError("the samples are not a float32 array")
     if x.shape != (n, *IMAGE_SHAPE):
         raise SubmissionError(f"samples have shape {x.shape}, expected {(n, *IMAGE_SHAPE)}")
     if not np.all(np.isfinite(x)):
@@ -493,25 +513,40 @@ def compute_metrics(samples: np.ndarray, *, seed: int = 0, n_bootstrap: int = 0,
 
 def evaluate(submission: str | Path, n: int = DEFAULT_N, *, seed: int = 0,
              timeout: float = DEFAULT_TIMEOUT, n_bootstrap: int = 0,
-             reference: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
-    """Evaluate one submission folder: samples from a child process, then :func:`compute_metrics`.
+             reference: dict[str, np.ndarray] | None = None, sandbox: bool = True,
+             limits: sandbox_mod.Limits | None = None) -> dict[str, Any]:
+    """Evaluate one submission folder: samples from the sandbox, then :func:`compute_metrics`.
 
-    Returns a dict with ``status`` (``"ok"`` or ``"error"``), ``reason`` (empty when ok) and
-    the metrics. The same seed gives the same numbers.
+    Returns a dict with ``status`` (``"ok"`` or ``"error"``), ``reason`` (empty when ok; one
+    sanitised line of at most :data:`MAX_REASON` characters) and the metrics. The same seed
+    gives the same numbers. ``sandbox=False`` is for a trusted local run only (the book's own
+    examples).
+
+    Raises:
+        SandboxUnavailable: ``sandbox=True`` and bubblewrap does not work here.
     """
     try:
-        x = draw_samples(submission, n, seed=seed, timeout=timeout)
+        x = draw_samples(submission, n, seed=seed, timeout=timeout, sandbox=sandbox,
+                         limits=limits)
     except SubmissionError as e:
-        reason = " ".join(str(e).split())  # one line, for the CSV and the page
-        if len(reason) > MAX_REASON:
-            reason = reason[:MAX_REASON - 3] + "..."
-        return {"status": "error", "reason": reason}
+        # One line without a leading formula character: for the CSV, the page and the log.
+        return {"status": "error", "reason": sandbox_mod.sanitise(e)}
     try:
         row = compute_metrics(x, seed=seed, n_bootstrap=n_bootstrap, reference=reference)
     except Exception as e:  # noqa: BLE001 (degenerate samples must not stop the other groups)
-        return {"status": "error", "reason": f"the metrics could not be computed on these "
-                f"samples: {type(e).__name__}: {' '.join(str(e).split())[:MAX_REASON]}"}
+        return {"status": "error", "reason": sandbox_mod.sanitise(
+            f"the metrics could not be computed on these samples: {type(e).__name__}: {e}")}
     return {"status": "ok", "reason": "", **row}
+
+
+def safe_group_name(name: str) -> str:
+    """The name a group's folder is shown under (page, CSV): its folder name, with control
+    characters replaced and a leading ``'`` when it starts like a spreadsheet formula."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"name: expected a non-empty string, got {name!r}")
+    shown = "".join(" " if (ord(c) < 32 or 127 <= ord(c) < 160) else c for c in name)
+    # A quote in front is how spreadsheets themselves mark "text, not a formula".
+    return "'" + shown if shown[0] in "=+-@\t\r" else shown
 
 
 # ----------------------------------------------------------------------------------------------
@@ -646,15 +681,19 @@ Click a column to sort. ↑ higher is better, ↓ lower is better.</p>
 
 def leaderboard(submissions: str | Path, history: str | Path, site: str | Path, *,
                 date: str | None = None, n: int = DEFAULT_N, seed: int = 0,
-                timeout: float = DEFAULT_TIMEOUT, n_bootstrap: int = 100) -> list[dict[str, Any]]:
+                timeout: float = DEFAULT_TIMEOUT, n_bootstrap: int = 100, sandbox: bool = True,
+                limits: sandbox_mod.Limits | None = None) -> list[dict[str, Any]]:
     """Evaluate every group in ``submissions``, update the history and write the site.
 
     Rows of ``date`` already in the history are replaced (a rerun of the same morning); rows of
-    other dates are kept untouched. Returns today's rows.
+    other dates are kept untouched. Returns today's rows. Every group's code runs in the
+    sandbox (:func:`draw_samples`); ``sandbox=False`` only for a trusted local run.
 
     Raises:
-        ValueError: when the set itself is unusable (no such folder, no group in it) or the
-            date is not YYYY-MM-DD.
+        ValueError: when the set itself is unusable (no such folder, no group in it), the
+            history's folder does not exist, or the date is not YYYY-MM-DD; checked before any
+            evaluation.
+        SandboxUnavailable: ``sandbox=True`` and bubblewrap does not work here (nothing ran).
     """
     date = date or _dt.date.today().isoformat()
     try:
@@ -665,21 +704,27 @@ def leaderboard(submissions: str | Path, history: str | Path, site: str | Path, 
     timeout = check_timeout(timeout)
     if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, int) or n_bootstrap < 0:
         raise ValueError(f"n_bootstrap: expected an integer >= 0, got {n_bootstrap!r}")
+    sandbox = _check_sandbox_flag(sandbox)
+    limits = _limits(limits)
     folder = Path(submissions)
     if not folder.is_dir():
         raise ValueError(f"submissions: {folder} is not a folder")
+    if not Path(history).resolve().parent.is_dir():
+        raise ValueError(f"history: the folder of {history} does not exist")
     groups = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not groups:
         raise ValueError(f"submissions: {folder} holds no group folder")
     history_path = Path(history)
+    if sandbox:
+        sandbox_mod.check_sandbox()  # fail closed, before anything runs
     # Read the past BEFORE any submission runs: nothing a submission writes can change it.
     past = [r for r in read_history(history_path) if r["date"] != date]
     reference = _reference()
     today = []
     for g in groups:
         row = evaluate(g, n, seed=seed, timeout=timeout, n_bootstrap=n_bootstrap,
-                       reference=reference)
-        today.append({"date": date, "group": g.name, **row})
+                       reference=reference, sandbox=sandbox, limits=limits)
+        today.append({"date": date, "group": safe_group_name(g.name), **row})
     rows = past + [{k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()}
                    for r in today]
     _write_history(history_path, rows)
@@ -731,6 +776,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     lb.add_argument("--bootstrap", type=_arg(_bootstrap), default=100,
                     help="bootstrap resamples for the intervals (0: none)")
     for p in (ev, lb):
+        p.add_argument("--no-sandbox", dest="sandbox", action="store_false",
+                       help="run the groups' code WITHOUT bubblewrap: only for a trusted "
+                            "local run (your own submission)")
         p.add_argument("--n", type=_arg(lambda t: check_n(_int_text(t))), default=DEFAULT_N,
                        help=f"samples drawn from each submission (>= {MIN_N})")
         p.add_argument("--seed", type=int, default=0)
@@ -742,31 +790,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     tb.add_argument("--steps", type=int, default=3000)
     tb.add_argument("--seed", type=int, default=0)
     tb.add_argument("--beta", type=float, default=1.0)
-    ch = sub.add_parser("_sample", help=argparse.SUPPRESS)
-    ch.add_argument("submission")
-    ch.add_argument("--n", type=int, required=True)
-    ch.add_argument("--seed", type=int, required=True)
-    ch.add_argument("--out", required=True)
     args = parser.parse_args(argv)
 
-    if args.command == "_sample":
-        print("READY", flush=True)  # imports done: the parent starts the submission's clock
-        try:
-            _child_sample(args.submission, args.n, args.seed, args.out)
-        except SubmissionError as e:
-            print(f"{_REASON_TAG} {' '.join(str(e).split())}", file=sys.stderr, flush=True)
-            return 3
-        return 0
     torch.set_num_threads(1)
     if args.command == "evaluate":
-        row = evaluate(args.submission, args.n, seed=args.seed, timeout=args.timeout)
+        try:
+            row = evaluate(args.submission, args.n, seed=args.seed, timeout=args.timeout,
+                           sandbox=args.sandbox)
+        except SandboxUnavailable as e:
+            print(f"evaluate: {e}", file=sys.stderr)
+            return 2
         print(json.dumps(row, indent=2))
         return 0
     if args.command == "leaderboard":
         try:
             rows = leaderboard(args.submissions, args.history, args.out, date=args.date, n=args.n,
-                               seed=args.seed, timeout=args.timeout, n_bootstrap=args.bootstrap)
-        except ValueError as e:
+                               seed=args.seed, timeout=args.timeout, n_bootstrap=args.bootstrap,
+                               sandbox=args.sandbox)
+        except (ValueError, SandboxUnavailable) as e:
             print(f"leaderboard: {e}", file=sys.stderr)
             return 2
         for r in rows:
