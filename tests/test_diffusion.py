@@ -648,3 +648,91 @@ def test_pf_ode_log_likelihood_counts_2n_plus_1_evaluations():
         den.calls = 0
         df.pf_ode_log_likelihood(den, x, sigma_min=0.1, sigma_max=10.0, n_steps=n)
         assert den.calls == 2 * n + 1
+
+
+# --------------------------------------------------------------------------------------
+# The grid TV: a divergence with a known floor
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sigma", [0.0, 0.5])
+def test_grid_cell_probabilities_match_scipy(sigma):
+    # 2-D: rectangle probabilities from scipy's bivariate normal CDF (with lower_limit), for
+    # every cell of the example mixture's grid; 1-D: differences of scipy.stats.norm.cdf.
+    mix = df.example_mixture()
+    p, (ex, ey) = df.grid_cell_probabilities(mix, sigma=sigma, bins=30)
+    i, j = np.meshgrid(np.arange(30), np.arange(30), indexing="ij")
+    hi = np.stack([ex[i + 1].ravel(), ey[j + 1].ravel()], 1)
+    lo = np.stack([ex[i].ravel(), ey[j].ravel()], 1)
+    ref = sum(w * stats.multivariate_normal(m, c + sigma**2 * np.eye(2)).cdf(hi, lower_limit=lo)
+              for w, m, c in zip(mix.weights, mix.means, mix.covariances, strict=True))
+    np.testing.assert_allclose(p, ref.reshape(30, 30), rtol=1e-9, atol=1e-12)
+    assert 1 - p.sum() < 1e-5  # the default box holds all but a negligible mass
+    m1 = df.NoisedGaussianMixture([0.3, 0.7], [[0.0], [2.0]], [[[1.0]], [[0.04]]])
+    p1, (e1,) = df.grid_cell_probabilities(m1, sigma=sigma, bins=17, lim=3.0)
+    cdf = 0.3 * stats.norm.cdf(e1, 0.0, math.sqrt(1 + sigma**2)) + 0.7 * stats.norm.cdf(
+        e1, 2.0, math.sqrt(0.04 + sigma**2))
+    assert e1[0] == -3.0 and e1[-1] == 3.0
+    np.testing.assert_allclose(p1, np.diff(cdf), rtol=1e-9, atol=1e-12)
+
+
+def test_grid_tv_floor_is_the_binomial_expectation():
+    # Each cell count of n exact samples is Binomial(n, P_c) (the outside cell too), so the
+    # floor's mean is 1/2 sum_c E|X_c/n - P_c|, summed here with scipy.stats.binom. The
+    # Monte Carlo floor (20 repeats) must agree within 5 of its standard errors.
+    mix = df.example_mixture()
+    n, bins = 3000, 20
+    p, _ = df.grid_cell_probabilities(mix, bins=bins)
+    cells = np.append(p.ravel(), 1 - p.sum())
+    k = np.arange(n + 1)
+    exact = 0.5 * sum(float(stats.binom.pmf(k, n, pc) @ np.abs(k / n - pc)) for pc in cells)
+    mean, sd = df.grid_tv_floor(mix, n, bins=bins, n_repeats=20, rng=0)
+    assert abs(mean - exact) < 5 * sd / math.sqrt(20), (mean, exact, sd)
+    assert 0 < sd < mean
+
+
+def test_grid_tv_says_bad_to_collapse_and_contraction():
+    # The measure the issue asks for: exact samples score at the floor (within 4 sd: holds
+    # for almost every seed), samples on their component's mean and samples shrunk (or
+    # spread) by 20 % about it score far above it. The mean log-density, by contrast, rates
+    # both collapses better than exact samples: the tests show it too.
+    mix = df.example_mixture()
+    n = 20_000
+    floor, sd = df.grid_tv_floor(mix, n, n_repeats=20, rng=0)
+    x, lab = mix.sample(n, rng=1, return_labels=True)
+    mu = mix.means[lab]
+    tv_exact = df.grid_tv(x, mix)
+    assert abs(tv_exact - floor) < 4 * sd, (tv_exact, floor, sd)
+    on_means, shrunk, spread = mu, mu + 0.8 * (x - mu), mu + 1.2 * (x - mu)
+    assert df.grid_tv(on_means, mix) > 0.5
+    for bad in (shrunk, spread):
+        assert df.grid_tv(bad, mix) > floor + 20 * sd, (df.grid_tv(bad, mix), floor, sd)
+    lp = mix.log_prob(x).mean()
+    assert mix.log_prob(on_means).mean() > lp and mix.log_prob(shrunk).mean() > lp
+    # tensors are accepted; everything outside the grid is TV = 1 - P(outside) ~ 1
+    assert df.grid_tv(torch.tensor(x), mix) == tv_exact
+    assert df.grid_tv(np.full((10, 2), 100.0), mix) > 1 - 1e-5
+    # half the samples outside the grid: TV >= |Q(outside) - P(outside)| = 1/2 - P(outside)
+    assert df.grid_tv(np.concatenate([x, np.full_like(x, 100.0)]), mix) > 0.5 - 1e-5
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda m: df.grid_tv(np.zeros((5, 3)), m), "samples"),
+        (lambda m: df.grid_tv(np.full((5, 2), np.nan), m), "samples"),
+        (lambda m: df.grid_tv(np.zeros((0, 2)), m), "samples"),
+        (lambda m: df.grid_tv(np.zeros((5, 2)), m, bins=0), "bins"),
+        (lambda m: df.grid_tv(np.zeros((5, 2)), m, lim=-1.0), "lim"),
+        (lambda m: df.grid_tv(np.zeros((5, 2)), m, sigma=-1.0), "sigma"),
+        (lambda m: df.grid_tv_floor(m, 0), "n"),
+        (lambda m: df.grid_tv_floor(m, 10, n_repeats=1), "n_repeats"),
+        (lambda m: df.grid_cell_probabilities(
+            df.NoisedGaussianMixture([1.0], [np.zeros(3)], [np.eye(3)])), "mixture"),
+    ],
+)
+def test_grid_tv_bad_inputs(mix, call, match):
+    with pytest.raises(ValueError, match=match):
+        call(mix)
+    with pytest.raises(TypeError, match="mixture"):
+        df.grid_tv(np.zeros((5, 2)), "not a mixture")
