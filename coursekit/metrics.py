@@ -25,7 +25,7 @@ fixed network; for the 8x8 digits that network is the small classifier of this m
   models on one footing (the leaderboard of Lecture 4), with standard errors.
 
 Helpers: :func:`kth_neighbour_sq_distances`, :func:`nearest_neighbour_distances` (blocked
-k-NN radii and nearest distances, built on :func:`coursekit.numerics.sq_dists`),
+k-NN radii and nearest distances, independent of the blocking and exact on quantised data),
 :func:`sqrtm_psd`, :func:`gaussian_statistics`, :func:`train_digits_classifier`.
 """
 
@@ -40,7 +40,6 @@ import torch
 from scipy import stats
 from torch import nn
 
-from coursekit.numerics import sq_dists
 from coursekit.validation import (
     RngLike,
     as_generator,
@@ -89,12 +88,83 @@ def _same_dim(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str) -> None:
 # ----------------------------------------------------------------------------------------------
 # Distances
 # ----------------------------------------------------------------------------------------------
+#
+# The k-NN metrics compare distances with a strict "<", so two equal distances must come out
+# equal: on quantised features (pixels, rounded codes) ties are the rule, and a rounding error
+# of one ulp flips a decision.  The one matrix product that makes the blocked distances fast
+# rounds differently with the block's shape, so each distance is settled as follows:
+#
+# 1. every set is shifted by one common centre (a coordinate-wise median of the reference set:
+#    a value the data take, so quantised features stay on their grid and x - c is exact);
+# 2. if the shifted features are integers times a common power of two, small enough that every
+#    product and partial sum is an integer below 2^53, the product is exact in any order: the
+#    distances are the exact ones, whatever the blocking;
+# 3. otherwise the product's rounding error is bounded (|error| <= t_i + t_j below) and every
+#    decision within that bound -- a comparison with a radius, a k-th smallest distance -- is
+#    redone with the direct sum of (a_k - b_k)^2, computed pair by pair in a fixed order.
+#
+# Either way a decision depends only on the two points, never on the block they came in.
+
+#: Safety factor of the rounding bound of one blocked squared distance (see _centred).
+_ROUND_FACTOR = 8.0
 
 
-def _sq_dists(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(n, m) squared distances ||a_i - b_j||^2 >= 0: the shared, stable
-    :func:`coursekit.numerics.sq_dists` (one matrix product on centred data)."""
-    return sq_dists(a, b)
+class _Centred(NamedTuple):
+    """Points shifted by a common centre, with what the blocked distances need."""
+
+    x: np.ndarray  # (n, d) shifted points
+    sq: np.ndarray  # (n,) squared norms of the shifted points
+    tol: np.ndarray  # (n,) t_i: |blocked d2_ij - direct d2_ij| <= t_i + t_j (all 0 if exact)
+    exact: bool  # integer arithmetic in disguise: blocked = direct = exact distance
+
+
+def _products_exact(shifted: list[np.ndarray]) -> bool:
+    """Are all entries integers times 2^-s with every ||a||^2 + ||b||^2 - 2 a.b exact?
+
+    With |entries| <= L 2^-s and 4 d L^2 <= 2^53, each product, each partial sum (<= d L^2)
+    and the final combination (<= 4 d L^2, in units of 2^-2s) is an integer below 2^53:
+    float64 holds it exactly, whatever the summation order or fused multiply-adds.
+    """
+    d = shifted[0].shape[1]
+    top = max(float(np.abs(s).max()) for s in shifted)
+    if top == 0.0:
+        return True
+    limit = math.sqrt(2.0**53 / (4 * d))
+    s = math.floor(math.log2(limit / top))
+    if not -900 < s < 900:  # scaling would leave the normal range: give up (safe)
+        return False
+    for arr in shifted:
+        scaled = np.ldexp(arr, s)  # exact: a power of two
+        if not np.array_equal(scaled, np.rint(scaled)):
+            return False
+    return True
+
+
+def _centred(reference: np.ndarray, *others: np.ndarray) -> list[_Centred]:
+    """Shift ``reference`` and ``others`` by the coordinate-wise lower median of ``reference``.
+
+    The median is robust to outliers (the norms, hence the rounding bound, stay of the
+    size of the spread) and is an entry of each column, so the shift of quantised data is
+    exact.  Rounding bound of a blocked squared distance ``fl(n_a + n_b - 2 a.b)`` against
+    the direct ``sum_k fl(a_k - b_k)^2``: both are within about (2d + 5) u (n_a + n_b) of the
+    exact value (u = eps / 2; Higham's gamma_d bound on a dot product, |a.b| <= (n_a + n_b) / 2),
+    so t_i = 8 (d + 4) eps n_i leaves a margin of four.
+    """
+    sets = (reference, *others)
+    mid = (reference.shape[0] - 1) // 2
+    centre = np.partition(reference, mid, axis=0)[mid]  # (d,) lower median of each column
+    shifted = [s - centre for s in sets]
+    exact = _products_exact(shifted)
+    d = reference.shape[1]
+    out = []
+    for x in shifted:
+        sq = np.einsum("ij,ij->i", x, x)  # (n,)
+        if exact:
+            tol = np.zeros_like(sq)
+        else:  # + tiny: a bound that stays > 0 even for points at the centre
+            tol = _ROUND_FACTOR * (d + 4) * np.finfo(float).eps * sq + np.finfo(float).tiny
+        out.append(_Centred(x, sq, tol, exact))
+    return out
 
 
 def _block_rows(n_cols: int, block_size: int | None) -> int:
@@ -103,13 +173,89 @@ def _block_rows(n_cols: int, block_size: int | None) -> int:
     return max(1, _BLOCK_ENTRIES // max(n_cols, 1))
 
 
+def _blocked_sq(a: _Centred, start: int, stop: int, b_x: np.ndarray,
+                b_sq: np.ndarray) -> np.ndarray:
+    """(stop - start, m) squared distances of rows start:stop of ``a`` to all rows of ``b``."""
+    d2 = a.x[start:stop] @ b_x.T  # (r, m) a.b: the only step that may round with the block
+    d2 *= -2.0
+    d2 += a.sq[start:stop, None]  # ||a||^2 - 2 a.b
+    d2 += b_sq[None, :]  # + ||b||^2
+    return np.maximum(d2, 0.0, out=d2)  # >= 0 like the exact value: only moves towards it
+
+
+def _direct_sq(a_x: np.ndarray, ia: np.ndarray, b_x: np.ndarray, ib: np.ndarray) -> np.ndarray:
+    """(p,) ``sum_k (a_k - b_k)^2`` for the pairs (a_x[ia[p]], b_x[ib[p]]), pair by pair.
+
+    Each value is a function of its two points only (same operations, same order),
+    computed in chunks of at most ``_BLOCK_ENTRIES`` numbers.
+    """
+    out = np.empty(ia.size)
+    step = max(1, _BLOCK_ENTRIES // a_x.shape[1])
+    for s in range(0, ia.size, step):
+        diff = a_x[ia[s:s + step]] - b_x[ib[s:s + step]]  # (p', d)
+        out[s:s + step] = np.einsum("ij,ij->i", diff, diff)
+    return out
+
+
+def _kth_smallest(d2: np.ndarray, k: int, a: _Centred, start: int, b: _Centred) -> np.ndarray:
+    """(r,) k-th smallest (0-based) direct squared distance in each row of a block.
+
+    ``d2`` (r, m): blocked squared distances of rows ``start:start + r`` of ``a`` to ``b``.
+    Each entry is within E_i = t_i + max_j t_j of its direct value, so the k-th smallest
+    blocked value t lies within E_i of the direct one: entries below t - 2 E_i are surely
+    smaller, entries above t + 2 E_i surely larger, and the answer is the (k - #smaller)-th
+    smallest direct value among the candidates in between (usually the k-th entry alone).
+    """
+    r = d2.shape[0]
+    at = np.arange(r)
+    kth_col = np.argpartition(d2, k, axis=1)[:, k]  # (r,) column of the k-th smallest
+    kth = d2[at, kth_col]  # (r,)
+    if a.exact:
+        return kth
+    slack = 2.0 * (a.tol[start:start + r] + b.tol.max())  # (r,) 2 E_i
+    low, high = (kth - slack)[:, None], (kth + slack)[:, None]
+    n_smaller = np.count_nonzero(d2 < low, axis=1)  # (r,) surely smaller
+    n_cand = np.count_nonzero(d2 <= high, axis=1) - n_smaller  # (r,) >= 1: the k-th itself
+    out = _direct_sq(a.x, start + at, b.x, kth_col)  # right where the k-th is the only candidate
+    multi = np.flatnonzero(n_cand > 1)
+    if multi.size:  # near-ties: order the candidates by their direct distances
+        sub = d2[multi]  # (r', m)
+        rows, cols = np.nonzero((sub >= low[multi]) & (sub <= high[multi]))  # sorted by row
+        vals = _direct_sq(a.x, start + multi[rows], b.x, cols)
+        order = np.lexsort((vals, rows))  # by row, then by value
+        first = np.searchsorted(rows, np.arange(multi.size))  # each row's first candidate
+        out[multi] = vals[order][first + k - n_smaller[multi]]
+    return out
+
+
+def _less(d2: np.ndarray, bound: np.ndarray, slack: np.ndarray, a: _Centred, start: int,
+          b_x: np.ndarray) -> np.ndarray:
+    """(r, m) bool ``direct d2_ij < bound``, from blocked ``d2`` within ``slack`` of it.
+
+    ``bound`` and ``slack`` broadcast against ``d2`` ((r, 1) per row or (1, m) per column);
+    only the entries within the slack of the bound are recomputed directly.
+    """
+    inside = d2 < bound - slack  # surely below
+    if a.exact:
+        return inside
+    maybe = d2 < bound + slack  # surely below or within the slack
+    if np.count_nonzero(maybe) == np.count_nonzero(inside):  # none within (counting is cheap)
+        return inside
+    rows, cols = np.nonzero(maybe ^ inside)  # within the slack: ask the direct distance
+    direct = _direct_sq(a.x, start + rows, b_x, cols)
+    inside[rows, cols] = direct < np.broadcast_to(bound, d2.shape)[rows, cols]
+    return inside
+
+
 def kth_neighbour_sq_distances(x: Any, k: int, *, block_size: int | None = None) -> np.ndarray:
     """Squared distance of each point to its k-th nearest neighbour, the point itself excluded.
 
     ``r_i^2 = ||x_i - NN_k(x_i)||^2``: the squared radius of the k-NN ball of Kynkaenniemi
     et al. (2019).  A duplicate of ``x_i`` elsewhere in ``x`` counts as a neighbour at
     distance 0 (as in the ``prdc`` package, which takes the (k+1)-th smallest distance
-    including the point's own 0).  Blocked: memory O(block_size * n).
+    including the point's own 0).  Blocked (memory O(block_size * n)); the result does not
+    depend on ``block_size`` and is exact for quantised data (see the notes above
+    :func:`_centred`).
 
     Args:
         x: (n, d) points, n > k.
@@ -124,14 +270,20 @@ def kth_neighbour_sq_distances(x: Any, k: int, *, block_size: int | None = None)
     n = x.shape[0]
     if k >= n:
         raise ValueError(f"k: the k-th neighbour needs k < n = {n} points, got k = {k}")
+    (c,) = _centred(x)
+    return _kth_radii(c, k, _block_rows(n, block_size))
+
+
+def _kth_radii(c: _Centred, k: int, step: int) -> np.ndarray:
+    """(n,) squared k-NN radii within one centred set (self excluded), blocked."""
+    n = c.x.shape[0]
     out = np.empty(n)
-    step = _block_rows(n, block_size)
     for s in range(0, n, step):
-        d2 = _sq_dists(x[s:s + step], x)  # (b, n)
+        d2 = _blocked_sq(c, s, s + step, c.x, c.sq)  # (r, n)
         rows = np.arange(d2.shape[0])
-        d2[rows, s + rows] = 0.0  # the point itself, exactly 0
+        d2[rows, s + rows] = 0.0  # the point itself, exactly 0 (as its direct value)
         # the (k+1)-th smallest including the own 0 is the k-th among the others
-        out[s:s + step] = np.partition(d2, k, axis=1)[:, k]
+        out[s:s + step] = _kth_smallest(d2, k, c, s, c)
     return out
 
 
@@ -141,7 +293,8 @@ def nearest_neighbour_distances(x: Any, reference: Any, *,
 
     Args:
         x: (n, d) query points.  reference: (m, d) points.
-        block_size: rows of ``x`` per block (memory O(block_size * m)).
+        block_size: rows of ``x`` per block (memory O(block_size * m)); the result does not
+            depend on it.
 
     Returns:
         (n,) distances min_j ||x_i - reference_j||.
@@ -149,10 +302,12 @@ def nearest_neighbour_distances(x: Any, reference: Any, *,
     x = _features(x, "x")
     reference = _features(reference, "reference")
     _same_dim(x, reference, "x", "reference")
+    ref, query = _centred(reference, x)
     out = np.empty(x.shape[0])
     step = _block_rows(reference.shape[0], block_size)
     for s in range(0, x.shape[0], step):
-        out[s:s + step] = _sq_dists(x[s:s + step], reference).min(1)
+        d2 = _blocked_sq(query, s, s + step, ref.x, ref.sq)  # (r, m)
+        out[s:s + step] = _kth_smallest(d2, 0, query, s, ref)
     return np.sqrt(out)
 
 
@@ -174,10 +329,15 @@ def prdc(real_features: Any, fake_features: Any, nearest_k: int = 5, *,
     - density   = 1/(kM) sum_j sum_i 1[ Y_j in B(X_i, r_k(X_i)) ]     (how many real balls)
     - coverage  = (1/N) sum_i 1[ exists j: Y_j in B(X_i, r_k(X_i)) ]  (real balls hit by a fake)
 
-    The inequalities are strict, as in the ``prdc`` package, whose numbers this function
-    reproduces.  The distances are computed block by block over the real rows (memory
-    O(block_size * (N + M)) instead of three dense matrices), in float64, as squared
-    distances of centred features (no square roots: the comparisons are the same).
+    The inequalities are strict, as in the ``prdc`` package.  The distances are computed
+    block by block over the real rows (memory O(block_size * (N + M)) instead of three dense
+    matrices), in float64, as squared distances (no square roots: the comparisons are the
+    same).  Ties are frequent on quantised features (pixels, rounded codes) and a strict
+    ``<`` is decided by one rounding error, so each comparison is settled by the two points
+    alone: exactly when the features are integers times a power of two (then the result
+    equals the package's, which is exact there too), otherwise by recomputing directly every
+    distance within the rounding bound of a radius.  The result never depends on
+    ``block_size``.
 
     Args:
         real_features: (N, d) features of real data, N > nearest_k.
@@ -199,24 +359,31 @@ def prdc(real_features: Any, fake_features: Any, nearest_k: int = 5, *,
                 f"rows, got nearest_k = {k}"
             )
     n, m = real.shape[0], fake.shape[0]
-    fake_r2 = kth_neighbour_sq_distances(fake, k, block_size=block_size)  # (M,) r_k(Y_j)^2
-    both = np.concatenate([real, fake])  # (N + M, d): one product per block of real rows
+    step = _block_rows(n + m, block_size)
+    cr, cf = _centred(real, fake)  # one shift for both sets and every block
+    fake_r2 = _kth_radii(cf, k, _block_rows(m, block_size))  # (M,) r_k(Y_j)^2
+    both_x = np.concatenate([cr.x, cf.x])  # (N + M, d): one product per block of real rows
+    both_sq = np.concatenate([cr.sq, cf.sq])
+    # slack of entry (i, j) is t_i + t_j: bounded per row (real balls) or per column (fake)
+    row_slack_extra, col_slack_extra = cf.tol.max(), cr.tol.max()
     hit_fake = np.zeros(m, dtype=bool)  # precision: Y_j inside some real ball
     balls_per_fake = np.zeros(m, dtype=np.int64)  # density: number of real balls around Y_j
     covered = np.empty(n, dtype=bool)  # coverage: nearest fake inside X_i's ball
     recalled = np.empty(n, dtype=bool)  # recall: X_i inside some fake ball
-    step = _block_rows(n + m, block_size)
     for s in range(0, n, step):
-        d2 = _sq_dists(real[s:s + step], both)  # (b, N + M)
-        rows = np.arange(d2.shape[0])
+        d2 = _blocked_sq(cr, s, s + step, both_x, both_sq)  # (b, N + M)
+        b = d2.shape[0]
+        rows = np.arange(b)
         d2[rows, s + rows] = 0.0  # each real point's distance to itself
-        real_r2 = np.partition(d2[:, :n], k, axis=1)[:, k]  # (b,) r_k(X_i)^2, self excluded
+        real_r2 = _kth_smallest(d2[:, :n], k, cr, s, cr)  # (b,) r_k(X_i)^2, self excluded
         d2_rf = d2[:, n:]  # (b, M) ||X_i - Y_j||^2
-        inside = d2_rf < real_r2[:, None]  # (b, M) Y_j in B(X_i, r_k(X_i)), strict
+        row_slack = (cr.tol[s:s + b] + row_slack_extra)[:, None]  # (b, 1)
+        inside = _less(d2_rf, real_r2[:, None], row_slack, cr, s, cf.x)  # (b, M) strict
         hit_fake |= inside.any(0)
         balls_per_fake += inside.sum(0)
         covered[s:s + step] = inside.any(1)  # = (min_j d_ij < r_i)
-        recalled[s:s + step] = (d2_rf < fake_r2[None, :]).any(1)
+        col_slack = (cf.tol + col_slack_extra)[None, :]  # (1, M)
+        recalled[s:s + step] = _less(d2_rf, fake_r2[None, :], col_slack, cr, s, cf.x).any(1)
     return {
         "precision": float(hit_fake.mean()),
         "recall": float(recalled.mean()),

@@ -50,6 +50,97 @@ def test_prdc_blocking_does_not_change_the_result():
     _assert_same(whole, _reference_prdc(real, fake, 3))
 
 
+def _tied_features():
+    """Quantised features where equal distances are the rule: rounded Gaussians (d = 4) and
+    raw 8x8 digits (17 grey levels 0..16, d = 64)."""
+    from sklearn.datasets import load_digits
+
+    rng = np.random.default_rng(20)
+    rounded = (np.rint(2 * rng.standard_normal((500, 4))),
+               np.rint(2 * rng.standard_normal((400, 4)) + 0.3))
+    pixels = load_digits().data  # (1797, 64) integers 0..16
+    return {"rounded": rounded, "digits": (pixels[:900], pixels[900:])}
+
+
+TIED = _tied_features()
+
+
+@pytest.mark.parametrize("shift", [0.0, 0.5])
+@pytest.mark.parametrize("block_size", [1, 7, 64, None])
+@pytest.mark.parametrize("data", ["rounded", "digits"])
+def test_prdc_equals_the_package_on_tied_features(data, block_size, shift):
+    # On integer (or half-integer) features the package's sklearn distances are exact, so it
+    # is the exact answer; a rounding that depends on the block flips the strict "<" at ties.
+    real, fake = (a + shift for a in TIED[data])
+    ours = metrics.prdc(real, fake, 5, block_size=block_size)
+    _assert_same(ours, _reference_prdc(real, fake, 5), tol=1e-12)
+
+
+@pytest.mark.parametrize("block_size", [1, 64, None])
+@pytest.mark.parametrize("data", ["rounded", "digits"])
+def test_prdc_tie_refinement_without_the_exact_shortcut(monkeypatch, data, block_size):
+    # The general path (rounding bound + direct recomputation near the radii) must settle
+    # the same ties exactly; disable the integer shortcut to exercise it on the same data.
+    monkeypatch.setattr(metrics, "_products_exact", lambda shifted: False)
+    real, fake = (a + 0.5 for a in TIED[data])
+    _assert_same(metrics.prdc(real, fake, 5, block_size=block_size),
+                 _reference_prdc(real, fake, 5), tol=1e-12)
+    assert not metrics._centred(real, fake)[0].exact  # the shortcut really is off
+
+
+def _exact_sq_distances(a, b=None):
+    """(n, m) exact squared distances of integer features, in int64 arithmetic."""
+    a = a.astype(np.int64)
+    b = a if b is None else b.astype(np.int64)
+    return ((a[:, None, :] - b[None, :, :]) ** 2).sum(-1)
+
+
+def _exact_pairwise_distance(a, b=None):
+    return np.sqrt(_exact_sq_distances(a, b).astype(float))
+
+
+@pytest.mark.parametrize("block_size", [1, 64, None])
+def test_prdc_is_exact_where_the_matrix_product_rounds(monkeypatch, block_size):
+    # Two clusters of integer points at +-2^26: the product's terms (~2^56) round by units,
+    # more than the within-cluster distances (~10), while each difference a_k - b_k is exact.
+    # Reference: the package's own logic fed with exact integer distances.
+    import prdc.prdc as package
+
+    rng = np.random.default_rng(22)
+
+    def clusters(n):
+        x = np.rint(2 * rng.standard_normal((n, 4)))
+        x[: n // 2] += 2.0**26
+        x[n // 2:] -= 2.0**26
+        return x
+
+    real, fake = clusters(300), clusters(260)
+    assert not metrics._centred(real, fake)[0].exact
+    monkeypatch.setattr(package, "compute_pairwise_distance", _exact_pairwise_distance)
+    ref = _reference_prdc(real, fake, 5)
+    _assert_same(metrics.prdc(real, fake, 5, block_size=block_size), ref, tol=1e-12)
+    exact_r2 = np.sort(_exact_sq_distances(real), axis=1)[:, 5]  # the own 0 comes first
+    np.testing.assert_array_equal(metrics.kth_neighbour_sq_distances(real, 5), exact_r2)
+
+
+def test_distances_do_not_depend_on_the_blocking():
+    # Features on a decimal grid (0.1 is not a binary fraction: the integer shortcut does not
+    # apply): every radius and nearest distance is bit-identical across block sizes.
+    rng = np.random.default_rng(21)
+    x = np.round(rng.standard_normal((300, 6)), 1) + 1e3
+    y = np.round(rng.standard_normal((200, 6)), 1) + 1e3
+    assert not metrics._centred(x, y)[0].exact
+    radii = {b: metrics.kth_neighbour_sq_distances(x, 3, block_size=b) for b in (1, 7, 64, None)}
+    near = {b: metrics.nearest_neighbour_distances(y, x, block_size=b) for b in (1, 7, 64, None)}
+    scores = {b: metrics.prdc(x, y, 3, block_size=b) for b in (1, 7, 64, None)}
+    for b in (1, 7, 64):
+        np.testing.assert_array_equal(radii[b], radii[None])
+        np.testing.assert_array_equal(near[b], near[None])
+        assert scores[b] == scores[None]
+    dist, _ = NearestNeighbors(n_neighbors=4).fit(x).kneighbors(x)  # includes itself
+    np.testing.assert_allclose(np.sqrt(radii[None]), dist[:, 3], rtol=1e-9)
+
+
 def test_prdc_far_from_the_origin_and_float32_input():
     # The ||a||^2 + ||b||^2 - 2ab expansion cancels far from the origin; centring fixes it.
     rng = np.random.default_rng(2)
