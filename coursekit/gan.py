@@ -856,25 +856,85 @@ def drs_accept_prob(
     return special.expit(f)
 
 
+class _FreshSampler:
+    """``sample_fn(m)`` for DRS, refusing a sampler that repeats itself.
+
+    A module with a ``sample`` method (a :class:`Generator`) is sampled through one torch
+    generator, so successive calls continue one random stream. A plain callable is called
+    as it is; if two successive calls of the same size return the same samples (a sampler
+    that reseeds itself on every call), the burn-in would look at the same points again
+    and again and DRS would re-propose them: that is an error, not a silent bias.
+    """
+
+    def __init__(self, sample_fn: Any, gen: torch.Generator | None) -> None:
+        if isinstance(sample_fn, nn.Module) and callable(getattr(sample_fn, "sample", None)):
+            self._draw = lambda m: sample_fn.sample(m, generator=gen)
+        elif callable(sample_fn):
+            self._draw = sample_fn
+        else:
+            raise TypeError(
+                "sample_fn: expected a callable m -> (m, ...) samples or a generator module "
+                f"with a sample method, got {type(sample_fn).__name__}"
+            )
+        self._last: Tensor | None = None
+
+    def __call__(self, m: int) -> Tensor:
+        x = as_tensor(self._draw(m), "sample_fn(m)", detach=True)
+        if self._last is not None and self._last.shape == x.shape and torch.equal(self._last, x):
+            raise ValueError(
+                "sample_fn: two calls returned the same samples; each call must draw fresh "
+                "ones (keep one torch.Generator across calls instead of reseeding inside "
+                "sample_fn, or pass the generator module itself with generator=seed)"
+            )
+        self._last = x
+        return x
+
+
+def _sampler_generator(sample_fn: Any, generator: GeneratorLike) -> torch.Generator:
+    """One torch generator on the device where ``sample_fn`` (if a module) draws."""
+    device = torch.device("cpu")
+    if isinstance(sample_fn, nn.Module):
+        p = next(iter(sample_fn.parameters()), None)
+        device = p.device if p is not None else device
+    return as_generator(generator, "generator", device=device)
+
+
 @torch.no_grad()
 def estimate_max_logit(
-    sample_fn: Callable[[int], Any], logit_fn: Callable[[Tensor], Tensor], n_burn_in: int = 10_000,
-    *, batch_size: int = 2_000,
+    sample_fn: Callable[[int], Any] | nn.Module, logit_fn: Callable[[Tensor], Tensor],
+    n_burn_in: int = 10_000, *, batch_size: int = 2_000, generator: GeneratorLike = None,
 ) -> float:
     """The burn-in estimate of ``max_x V(x)`` over generated samples (Azadi et al., Alg. 1).
 
+    The burn-in looks at ``n_burn_in`` *distinct* samples, drawn ``batch_size`` at a time:
+    a sampler that returns the same batch twice raises a ValueError.
+
     Args:
-        sample_fn: ``sample_fn(m)`` returns ``m`` generated samples (array or tensor).
+        sample_fn: ``sample_fn(m)`` returns ``m`` fresh generated samples (array or
+            tensor), or a generator module with ``sample(m, generator=...)`` (e.g. a
+            :class:`Generator`), then sampled through one torch generator.
         logit_fn: maps (m, ...) samples to (m,) logits.
         n_burn_in: number of samples looked at.
+        batch_size: samples per call of ``sample_fn``.
+        generator: torch generator (or seed) for a module ``sample_fn`` (unused otherwise).
+
+    Returns:
+        the largest logit seen (a float; it is below the true maximum).
     """
     n_burn_in = check_positive_int(n_burn_in, "n_burn_in")
     batch_size = check_positive_int(batch_size, "batch_size")
+    if not callable(logit_fn):
+        raise TypeError(f"logit_fn: expected a callable, got {type(logit_fn).__name__}")
+    draw = _FreshSampler(sample_fn, _sampler_generator(sample_fn, generator))
+    return _burn_in(draw, logit_fn, n_burn_in, batch_size)
+
+
+def _burn_in(draw: _FreshSampler, logit_fn: Callable, n_burn_in: int, batch_size: int) -> float:
     best = -math.inf
     done = 0
     while done < n_burn_in:
         m = min(batch_size, n_burn_in - done)
-        v = as_tensor(logit_fn(as_tensor(sample_fn(m), "sample_fn(m)")), "logit_fn(x)", ndim=1)
+        v = as_tensor(logit_fn(draw(m)), "logit_fn(x)", ndim=1)
         best = max(best, float(v.max()))
         done += m
     return best
@@ -882,7 +942,7 @@ def estimate_max_logit(
 
 @torch.no_grad()
 def drs_sample(
-    sample_fn: Callable[[int], Any],
+    sample_fn: Callable[[int], Any] | nn.Module,
     logit_fn: Callable[[Tensor], Tensor],
     n: int,
     *,
@@ -899,16 +959,25 @@ def drs_sample(
 
     Proposals come from ``sample_fn``; each is accepted with probability
     :func:`drs_accept_prob` of its logit. The maximum logit is estimated by burn-in
-    (:func:`estimate_max_logit`) when not given, and raised whenever a proposal beats it.
+    (:func:`estimate_max_logit`, on samples distinct from the proposals) when not given,
+    and raised whenever a proposal beats it.
 
     Args:
-        sample_fn: ``sample_fn(m)`` returns ``m`` proposals (array or tensor).
+        sample_fn: ``sample_fn(m)`` returns ``m`` fresh proposals (array or tensor), or a
+            generator module with ``sample(m, generator=...)``; successive calls must
+            return different samples (a sampler that reseeds itself raises a ValueError).
         logit_fn: maps (m, ...) proposals to (m,) logits.
         n: number of samples wanted.
+        max_logit: the maximum logit if known; None: estimated by burn-in.
+        n_burn_in: number of burn-in samples (when ``max_logit`` is None).
         gamma: shift of F; ignored when ``gamma_quantile`` is set.
         gamma_quantile: if set (in (0, 1)), gamma is the ``gamma_quantile``-quantile of F
             in each batch (the paper's choice, with 0.95 or 0.8).
-        generator: torch generator (or seed) for the uniform draws.
+        eps: > 0, see :func:`drs_accept_prob`.
+        batch_size: proposals per call of ``sample_fn``.
+        max_batches: give up (ValueError) after this many batches of proposals.
+        generator: torch generator (or seed) for the uniform draws, and for the latents
+            when ``sample_fn`` is a module (one stream for both).
 
     Returns:
         samples: (n, ...) accepted proposals; acceptance_rate: accepted / proposed.
@@ -919,14 +988,18 @@ def drs_sample(
     eps = check_positive(eps, "eps")
     if gamma_quantile is not None and not 0.0 < float(gamma_quantile) < 1.0:
         raise ValueError(f"gamma_quantile: expected a number in (0, 1), got {gamma_quantile!r}")
+    if not callable(logit_fn):
+        raise TypeError(f"logit_fn: expected a callable, got {type(logit_fn).__name__}")
+    gen = _sampler_generator(sample_fn, generator)
+    draw = _FreshSampler(sample_fn, gen)
     if max_logit is None:
-        max_logit = estimate_max_logit(sample_fn, logit_fn, n_burn_in, batch_size=batch_size)
-    m = float(max_logit)
-    gen = as_generator(generator, "generator")
+        n_burn_in = check_positive_int(n_burn_in, "n_burn_in")
+        max_logit = _burn_in(draw, logit_fn, n_burn_in, batch_size)
+    m = float(check_array(max_logit, "max_logit", ndim=0))
     kept: list[Tensor] = []
     n_kept = n_prop = 0
     for _ in range(max_batches):
-        x = as_tensor(sample_fn(batch_size), "sample_fn(m)")
+        x = draw(batch_size)
         v = as_tensor(logit_fn(x), "logit_fn(x)", ndim=1).to(torch.float64).cpu()
         m = max(m, float(v.max()))                              # Algorithm 1: update the max
         g = gamma
@@ -935,7 +1008,8 @@ def drs_sample(
             f = delta - torch.log(-torch.expm1(delta - eps))
             g = float(torch.quantile(f, float(gamma_quantile)))
         p = drs_accept_prob(v, m, gamma=g, eps=eps)               # (b,)
-        accept = torch.rand(v.shape, generator=gen, dtype=v.dtype) < p
+        u = torch.rand(v.shape, generator=gen, dtype=v.dtype, device=gen.device).cpu()
+        accept = u < p
         kept.append(x[accept.to(x.device)])
         n_kept += int(accept.sum())
         n_prop += v.shape[0]

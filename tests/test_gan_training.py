@@ -7,6 +7,8 @@ applies with that derivation (issue 22, "Benchmarks and checks that can fail").
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -49,3 +51,317 @@ def test_train_gan_f_gan_survives_large_logits(key, logit):
             "reverse_kl": lambda v: v - 1.0, "squared_hellinger": np.expm1,
             "pearson": lambda v: v**2 / 4 + v, "total_variation": lambda v: 0.5}[key](logit)
     assert -h["generator"][0] == pytest.approx(want, rel=1e-5)
+
+
+# ------------------------------------------------------------------ one step, every pairing
+
+
+class LinearGenerator(nn.Module):
+    """``G(z) = A z + c`` (float64), recording every latent batch it is given."""
+
+    latent_dim = 2
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.A = nn.Parameter(torch.tensor([[0.8, -0.3], [0.2, 1.1]], dtype=torch.float64))
+        self.c = nn.Parameter(torch.tensor([0.5, -0.25], dtype=torch.float64))
+        self.seen: list[torch.Tensor] = []
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        self.seen.append(z.detach().clone())
+        return z @ self.A.T + self.c
+
+
+class RecordingCritic(nn.Module):
+    """``V(x) = w . x + b``, or ``a |x|^2 / 2 + w . x + b`` when ``a`` is given (float64).
+
+    Records ``(x, w, b, a)`` (detached copies) at every call.
+    """
+
+    def __init__(self, w=(0.7, -0.4), b: float = 0.1, a: float | None = None) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.tensor(w, dtype=torch.float64))
+        self.b = nn.Parameter(torch.tensor(float(b), dtype=torch.float64))
+        self.a = None if a is None else nn.Parameter(torch.tensor(float(a), dtype=torch.float64))
+        self.calls: list[tuple] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = None if self.a is None else self.a.detach().clone()
+        self.calls.append((x.detach().clone(), self.w.detach().clone(),
+                           self.b.detach().clone(), a))
+        v = x @ self.w + self.b
+        return v if self.a is None else v + 0.5 * self.a * (x**2).sum(1)
+
+
+def _record_adam(monkeypatch) -> list:
+    """Patch torch.optim.Adam so that each optimizer records its gradients at every step."""
+    made: list = []
+
+    class RecordingAdam(torch.optim.Adam):
+        def __init__(self, params, **kwargs):
+            params = list(params)
+            super().__init__(params, **kwargs)
+            self.grads: list[list[torch.Tensor]] = []
+            made.append(self)
+
+        def step(self, closure=None):
+            self.grads.append([p.grad.detach().clone() for p in self.param_groups[0]["params"]])
+            return super().step(closure)
+
+    monkeypatch.setattr(torch.optim, "Adam", RecordingAdam)
+    return made
+
+
+def _sig(v):
+    return torch.sigmoid(v)
+
+
+# dL/dV per sample (before the 1/m of the mean) for the f-GAN rows: the critic's term on
+# real data is -g_f(V) (d: -g_f'(V)), on fakes +f*(g_f(V)) (d: (f* o g_f)'(V)). Hand-derived
+# from the tables' g_f and f* (Nowozin et al. 2016, Table 2).
+ACT_PRIME = {
+    "kl": lambda v: torch.ones_like(v),
+    "reverse_kl": lambda v: torch.exp(-v),
+    "pearson": lambda v: torch.ones_like(v),
+    "squared_hellinger": lambda v: torch.exp(-v),
+    "jensen_shannon": lambda v: _sig(-v),
+    "gan": lambda v: _sig(-v),
+    "total_variation": lambda v: (1 - torch.tanh(v) ** 2) / 2,
+}
+CONJ_ACT_PRIME = {
+    "kl": lambda v: torch.exp(v - 1),
+    "reverse_kl": lambda v: torch.ones_like(v),
+    "pearson": lambda v: v / 2 + 1,
+    "squared_hellinger": lambda v: torch.exp(v),
+    "jensen_shannon": lambda v: _sig(v),
+    "gan": lambda v: _sig(v),
+    "total_variation": lambda v: (1 - torch.tanh(v) ** 2) / 2,
+}
+
+
+def _critic_slopes(loss: str, key: str | None, v_real, v_fake):
+    """dL_critic/dV on the real and the fake batch (means included)."""
+    n, m = len(v_real), len(v_fake)
+    if loss in ("nonsaturating", "saturating"):       # softplus(-V_r) + softplus(V_f)
+        return -_sig(-v_real) / n, _sig(v_fake) / m
+    if loss == "f_gan":
+        return -ACT_PRIME[key](v_real) / n, CONJ_ACT_PRIME[key](v_fake) / m
+    return -torch.ones(n, dtype=v_real.dtype) / n, torch.ones(m, dtype=v_fake.dtype) / m
+
+
+def _generator_slope(loss: str, key: str | None, v):
+    """dL_generator/dV on the generated batch (mean included)."""
+    m = len(v)
+    if loss == "nonsaturating":                        # softplus(-V)
+        return -_sig(-v) / m
+    if loss == "saturating":                           # -softplus(V)
+        return -_sig(v) / m
+    if loss == "f_gan":                                # -f*(g_f(V))
+        return -CONJ_ACT_PRIME[key](v) / m
+    return -torch.ones(m, dtype=v.dtype) / m           # -V
+
+
+PAIRINGS = [("nonsaturating", None), ("saturating", None), ("wgan_gp", None),
+            ("wgan_clip", None)] + [("f_gan", k) for k in gan.F_DIVERGENCES]
+
+
+def _split_calls(critic: RecordingCritic, real_rows: torch.Tensor, fake: torch.Tensor):
+    """Find, among the critic's recorded calls, the one on data rows and the one on ``fake``."""
+    real_call = fake_call = None
+    for call in critic.calls:
+        x = call[0]
+        if x.shape == fake.shape and torch.equal(x, fake):
+            fake_call = call
+        elif (torch.cdist(x, real_rows).min(dim=1).values == 0).all():
+            real_call = call
+    assert real_call is not None and fake_call is not None
+    return real_call, fake_call
+
+
+@pytest.mark.parametrize("loss, key", PAIRINGS)
+def test_train_gan_one_step_gradients(monkeypatch, loss, key):
+    # One train_gan step with a linear critic V(x) = w . x + b and a linear generator
+    # G(z) = A z + c: the gradients the two optimizers receive equal the hand-derived ones,
+    #   critic:    dL/dw = sum_i s_i x_i over both batches, dL/db = sum_i s_i,
+    #   generator: dL/dA = sum_j t_j w' z_j^T, dL/dc = sum_j t_j w'  (w': after the critic's
+    #              update, since the generator step follows it),
+    # with s, t the per-sample slopes dL/dV of the pairing's losses.
+    made = _record_adam(monkeypatch)
+    torch.manual_seed(0)
+    g, c = LinearGenerator(), RecordingCritic()
+    data = np.random.default_rng(0).integers(-3, 4, size=(40, 2)).astype(float)
+    gp_weight = 0.7
+    gan.train_gan(g, c, data, loss=loss, divergence=key, n_steps=1, batch_size=16,
+                  gp_weight=gp_weight, clip=10.0, generator=0, show_progress=False)
+    opt_g, opt_d = made
+    assert len(opt_d.grads) == 1 and len(opt_g.grads) == 1
+    # the critic's step saw a real batch (rows of the data) and G(z_1), with the
+    # generator's initial weights A0, c0 (recorded inputs)
+    z1, z2 = g.seen
+    A0 = torch.tensor([[0.8, -0.3], [0.2, 1.1]], dtype=torch.float64)
+    c0 = torch.tensor([0.5, -0.25], dtype=torch.float64)
+    (xr, w0, b0, _), (xf, _, _, _) = _split_calls(c, torch.as_tensor(data), z1 @ A0.T + c0)
+    sr, sf = _critic_slopes(loss, key, xr @ w0 + b0, xf @ w0 + b0)
+    grad_w = sr @ xr + sf @ xf
+    grad_b = sr.sum() + sf.sum()
+    if loss == "wgan_gp":
+        # a linear critic's input gradient is w everywhere: penalty (|w| - 1)^2
+        grad_w = grad_w + gp_weight * 2 * (1 - 1 / w0.norm()) * w0
+    got_w, got_b = opt_d.grads[0]
+    torch.testing.assert_close(got_w, grad_w, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(got_b, grad_b, rtol=1e-10, atol=1e-12)
+    # the generator's step: V(G(z_2)), G with A0, c0, the critic after its update
+    xg, w1, b1, _ = c.calls[-1]
+    torch.testing.assert_close(xg, z2 @ A0.T + c0)
+    if loss != "wgan_clip":   # (clipping with c = 10 changes nothing here)
+        assert not torch.equal(w1, w0)
+    t = _generator_slope(loss, key, xg @ w1 + b1)
+    got_A, got_c = opt_g.grads[0]
+    torch.testing.assert_close(got_A, torch.outer(w1, t @ z2), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(got_c, t.sum() * w1, rtol=1e-10, atol=1e-12)
+
+
+def test_train_gan_gradient_penalty_at_the_interpolates(monkeypatch):
+    # With a quadratic critic V(x) = a |x|^2 / 2 + w . x + b the input gradient a x + w
+    # depends on the point, so the penalty's gradient tells where it was taken. The
+    # critic must be evaluated at x_hat_i = alpha_i r_i + (1 - alpha_i) f_i, one
+    # alpha_i ~ U[0, 1] per pair (Gulrajani et al. 2017, Alg. 1): not at the real or the
+    # fake points, not at one alpha for the whole batch, and the gradient received is
+    # the WGAN term plus lambda d/d(a, w) mean (|a x_hat + w| - 1)^2.
+    from scipy import stats
+
+    made = _record_adam(monkeypatch)
+    torch.manual_seed(0)
+    g, c = LinearGenerator(), RecordingCritic(a=0.5)
+    data = np.random.default_rng(1).integers(-3, 4, size=(200, 2)).astype(float)
+    lam = 0.7
+    gan.train_gan(g, c, data, loss="wgan_gp", n_steps=1, batch_size=256, gp_weight=lam,
+                  generator=0, show_progress=False)
+    opt_g, opt_d = made
+    A0 = torch.tensor([[0.8, -0.3], [0.2, 1.1]], dtype=torch.float64)
+    c0 = torch.tensor([0.5, -0.25], dtype=torch.float64)
+    fake = g.seen[0] @ A0.T + c0
+    (xr, w0, b0, a0), (xf, _, _, _) = _split_calls(c, torch.as_tensor(data), fake)
+    others = [call[0] for call in c.calls[:-1]
+              if not (torch.equal(call[0], xr) or torch.equal(call[0], xf))]
+    assert len(others) == 1, "the critic must be called once at the interpolates"
+    xh = others[0]
+    # x_hat_i on the segment [f_i, r_i]: alpha_i by least squares, zero residual
+    d = xr - xf
+    alpha = ((xh - xf) * d).sum(1) / (d * d).sum(1).clamp_min(1e-300)
+    resid = xh - (xf + alpha[:, None] * d)
+    assert resid.abs().max().item() < 1e-12
+    alpha = alpha.numpy()
+    assert ((alpha >= 0) & (alpha <= 1)).all()
+    assert stats.kstest(alpha, "uniform").pvalue > 1e-3
+    # the critic's gradient: WGAN term + lambda * penalty, both derived by hand
+    n = len(xr)
+    gx = a0 * xh + w0                                   # (n, 2) input gradients at x_hat
+    norms = gx.norm(dim=1)
+    k = 2 * (norms - 1) / norms / n                     # d/d(gx) of mean (|gx| - 1)^2, / gx
+    grad_w = xf.mean(0) - xr.mean(0) + lam * (k[:, None] * gx).sum(0)
+    grad_a = (0.5 * (xf**2).sum(1)).mean() - (0.5 * (xr**2).sum(1)).mean() \
+        + lam * (k * (gx * xh).sum(1)).sum()
+    got_w, got_b, got_a = opt_d.grads[0]
+    torch.testing.assert_close(got_w, grad_w, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(got_a, grad_a, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(got_b, torch.zeros((), dtype=torch.float64), atol=1e-12,
+                               rtol=0)
+
+
+@pytest.mark.parametrize("key", list(gan.F_DIVERGENCES))
+def test_f_gan_generator_loss_sign(key):
+    # The generator minimises -E_Q[f*(g_f(V))] (Nowozin et al., eq. 6: min over the
+    # generator of the bound). Its gradient in V is -(f* o g_f)'(V) / m, negative for
+    # V > -2 in every row (Pearson's t^2 / 4 + t decreases below -2): the loss falls as
+    # the critic's output on the fakes rises, i.e. the generator moves towards what the
+    # critic rates as data.
+    v = torch.linspace(-3, 3, 13, dtype=torch.float64, requires_grad=True)
+    loss = gan.f_gan_generator_loss(v, key)
+    loss.backward()
+    torch.testing.assert_close(v.grad, -CONJ_ACT_PRIME[key](v.detach()) / len(v))
+    assert (v.grad[v.detach() > -2] < 0).all()
+    lo = gan.f_gan_generator_loss(torch.zeros(4), key)
+    hi = gan.f_gan_generator_loss(torch.ones(4), key)
+    assert hi < lo
+    # and it is the bound's only generator-dependent term: bound = E_P[g_f] + loss
+    real = torch.linspace(-1, 2, 7, dtype=torch.float64)
+    bound = gan.variational_bound(key, real, v.detach())
+    torch.testing.assert_close(bound, gan.F_DIVERGENCES[key].activation(real).mean()
+                               + gan.f_gan_generator_loss(v.detach(), key))
+    if key == "gan":   # the GAN row's saddle-point loss is the minimax (saturating) loss
+        torch.testing.assert_close(gan.f_gan_generator_loss(v.detach(), "gan"),
+                                   gan.generator_loss_saturating(v.detach()))
+
+
+# ---------------------------------------------------------------------------- DRS burn-in
+
+
+class CountingSampler:
+    """Proposals 0, 1, 2, ... (1-D); all have logit 0 except proposal number ``high``."""
+
+    def __init__(self, high: int) -> None:
+        self.high, self.drawn = high, 0
+
+    def __call__(self, m: int) -> torch.Tensor:
+        idx = torch.arange(self.drawn, self.drawn + m, dtype=torch.float64)
+        self.drawn += m
+        return idx[:, None]
+
+    def logit(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.where(x[:, 0] == self.high, 5.0, 0.0).to(torch.float64)
+
+
+def test_drs_sample_runs_its_burn_in():
+    # The only logit 5 is proposal 150, inside a 1,000-sample burn-in; every proposal DRS
+    # then judges has logit 0, so Delta = -5 and the acceptance rate is
+    # e^-5 / (1 + e^-5 (1 - e^-eps)). Skipping the burn-in (max = the first batch's max,
+    # 0) would accept nearly everything.
+    s = CountingSampler(high=150)
+    x, rate = gan.drs_sample(s, s.logit, 100, n_burn_in=1_000, batch_size=100, generator=0)
+    assert s.drawn >= 1_000 + len(x)
+    assert (x[:, 0] >= 1_000).all()     # proposals are fresh: none of the burn-in's
+    p = math.exp(-5) / (1 + math.exp(-5) * -math.expm1(-1e-6))
+    n_prop = s.drawn - 1_000
+    assert abs(rate - p) < 5 * math.sqrt(p * (1 - p) / n_prop)
+    # the burn-in alone
+    s2 = CountingSampler(high=150)
+    assert gan.estimate_max_logit(s2, s2.logit, 1_000, batch_size=100) == 5.0
+    assert s2.drawn == 1_000
+
+
+def test_drs_refuses_a_sampler_that_reseeds():
+    # Issue 22, item 6: a sampler that reseeds on every call returns the same batch each
+    # time; the "10,000-sample burn-in" would then be the same samples five times.
+    def reseeding(m):
+        return torch.randn(m, 2, generator=torch.Generator().manual_seed(99))
+
+    def logit(x):
+        return -x.pow(2).sum(1)
+
+    with pytest.raises(ValueError, match="sample_fn: two calls returned the same samples"):
+        gan.estimate_max_logit(reseeding, logit, 10_000)
+    with pytest.raises(ValueError, match="sample_fn"):
+        gan.drs_sample(reseeding, logit, 100, generator=0)
+    with pytest.raises(ValueError, match="sample_fn"):   # given max_logit: the proposals
+        gan.drs_sample(reseeding, logit, 10**5, max_logit=0.0, batch_size=100, generator=0)
+    with pytest.raises(TypeError, match="sample_fn"):
+        gan.estimate_max_logit(3, logit, 10)
+    with pytest.raises(TypeError, match="logit_fn"):
+        gan.estimate_max_logit(reseeding, "D", 10)
+
+
+def test_drs_with_a_generator_module_draws_one_stream():
+    # A Generator module as sample_fn is sampled through one torch generator: the burn-in
+    # is exactly the maximum over n_burn_in consecutive draws of that stream.
+    torch.manual_seed(0)
+    g, d = gan.Generator(hidden=(8,)), gan.Critic(hidden=(8,))
+    got = gan.estimate_max_logit(g, d, 5_000, batch_size=1_000,
+                                 generator=torch.Generator().manual_seed(7))
+    ref = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        want = max(d(g.sample(1_000, generator=ref)).max().item() for _ in range(5))
+    assert got == want
+    x, rate = gan.drs_sample(g, d, 500, n_burn_in=2_000, batch_size=500, generator=3)
+    assert x.shape == (500, 2) and 0 < rate <= 1
+    assert len(torch.unique(x, dim=0)) == 500
