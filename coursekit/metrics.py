@@ -17,7 +17,8 @@ fixed network; for the 8x8 digits that network is the small classifier of this m
   precision-recall curves of two distributions, from a k-means histogram of the union;
 - :func:`nearest_neighbour_memorisation` (Meehan et al., 2020): a Mann-Whitney test that
   generated samples lie closer to the training set than fresh real data do (replayed
-  training points);
+  training points); :func:`memorisation_ct`, the paper's C_T: the same test in each
+  k-means cell of the training set, averaged with the cells' test shares as weights;
 - :class:`DigitsClassifier`, :func:`digits_classifier`, :func:`digits_probs`,
   :func:`digits_features`, :func:`digits_fid`, :func:`digits_inception_score`: the feature
   space for the digits (class probabilities for IS, penultimate layer for "digits-FID");
@@ -52,12 +53,13 @@ from coursekit.validation import (
 )
 
 __all__ = [
-    "DIGIT_LEVELS", "MIN_TEST_ACCURACY", "DigitsClassifier", "MemorisationTest", "bits_per_dim",
-    "dequantize_digits", "digits_classifier", "digits_features", "digits_fid",
-    "digits_inception_score", "digits_probs", "fid", "frechet_distance", "gaussian_statistics",
-    "inception_score", "kth_neighbour_sq_distances", "nearest_neighbour_distances",
-    "nearest_neighbour_memorisation", "prd_curve", "prd_f_beta", "prd_from_histograms", "prdc",
-    "sqrtm_psd", "train_digits_classifier",
+    "CellMemorisationTest", "DIGIT_LEVELS", "MIN_TEST_ACCURACY", "DigitsClassifier",
+    "MemorisationTest", "bits_per_dim", "dequantize_digits", "digits_classifier",
+    "digits_features", "digits_fid", "digits_inception_score", "digits_probs", "fid",
+    "frechet_distance", "gaussian_statistics", "inception_score", "kth_neighbour_sq_distances",
+    "memorisation_ct", "nearest_neighbour_distances", "nearest_neighbour_memorisation",
+    "prd_curve", "prd_f_beta", "prd_from_histograms", "prdc", "sqrtm_psd",
+    "train_digits_classifier",
 ]
 
 #: Entries of a distance block held in memory at once by :func:`prdc` (8 bytes each).
@@ -741,6 +743,119 @@ def nearest_neighbour_memorisation(generated: Any, train: Any, test: Any, *,
         copied_fraction=float(np.mean(d_gen <= copy_tol)),
         generated_distances=d_gen, test_distances=d_test,
     )
+
+
+def _mann_whitney_z(d_gen: np.ndarray, d_test: np.ndarray) -> tuple[float, float]:
+    """Meehan et al.'s Z_U of two samples of distances: (U, Z_U).
+
+    ``U = #{(i, j): d_gen_i > d_test_j} + #ties / 2`` (from the rank sum of ``d_gen`` in the
+    pooled sample, ties at their average rank), standardised under H0 "same law":
+    ``Z_U = (U - m t / 2) / sqrt(m t (m + t + 1) / 12)``.  Z_U << 0: generated samples are
+    closer to the training set than test samples are.
+    """
+    m, t = d_gen.size, d_test.size
+    ranks = stats.rankdata(np.concatenate([d_gen, d_test]))  # (m + t,) average ranks
+    u = float(ranks[:m].sum() - m * (m + 1) / 2.0)  # pairs won by a generated distance
+    return u, (u - m * t / 2.0) / math.sqrt(m * t * (m + t + 1) / 12.0)
+
+
+class CellMemorisationTest(NamedTuple):
+    """Result of :func:`memorisation_ct` (K = ``n_cells``)."""
+
+    #: C_T: the cells' Z_U averaged with the test shares as weights, over the kept cells.
+    statistic: float
+    #: (K,) Z_U of each cell (0.0 for a cell without generated samples; never kept).
+    cell_z: np.ndarray
+    #: (K,) P_n(pi): share of the test points in each cell (the weights).
+    cell_weight: np.ndarray
+    #: (K,) number of test points in each cell.
+    n_test: np.ndarray
+    #: (K,) number of generated samples in each cell.
+    n_generated: np.ndarray
+    #: (K,) cells counted in C_T (Pi_tau: enough generated samples).
+    kept: np.ndarray
+    #: (K, d) the k-means centres of the training set that define the cells.
+    centres: np.ndarray
+
+
+def memorisation_ct(train: Any, test: Any, generated: Any, n_cells: int = 5, *,
+                    min_generated: int = 20, rng: RngLike = None) -> CellMemorisationTest:
+    """Meehan et al. (2020)'s data-copying statistic C_T, cell by cell.
+
+    The training set is cut into ``n_cells`` k-means cells (the course's
+    :func:`coursekit.gmm.kmeans`); each test point and each generated sample goes to the
+    cell of its nearest centre.  In each cell pi, the distances of the test points (L_pi(P_n))
+    and of the generated samples (L_pi(Q_m)) to their nearest training point *of the same
+    cell* are compared by the Mann-Whitney Z_U (:func:`_mann_whitney_z`), and
+
+        C_T = sum_{pi in Pi_tau} P_n(pi) Z_U(pi) / sum_{pi in Pi_tau} P_n(pi),
+
+    with P_n(pi) the share of test points in pi and Pi_tau the cells that hold at least
+    ``min_generated`` generated samples (the paper's tau = min_generated / m: too few samples
+    give no usable Z_U; the default 20 is this module's choice).
+
+    What it detects: C_T << 0 (Meehan et al. use about -3 as the threshold) when, in the
+    cells that carry the test mass, generated samples sit closer to training points than
+    fresh data do -- replayed or slightly perturbed training points.  C_T >> 0 means the
+    opposite (samples farther than fresh data: underfitting).  Cells are the point: the
+    global test (:func:`nearest_neighbour_memorisation`) averages over the whole space, so
+    underfitting in one region can hide copying in another; ``cell_z`` shows each region.
+    What it cannot detect: samples that are real data *not* in the training set (a generator
+    that returns held-out images is "fresh"); copying in cells dropped for lack of generated
+    samples, or of a small fraction of samples (diluted in the rank statistic); copying
+    invisible in the chosen feature space; and a weighted average can still cancel a copying
+    cell against an underfitting one, hence the per-cell values.  Under H0 each Z_U is about
+    N(0, 1), so C_T has standard deviation at most 1.
+
+    Args:
+        train: (N, d) the training set the model saw (or its features).
+        test: (T, d) held-out real data from the same law.
+        generated: (M, d) generated samples.
+        n_cells: K, number of k-means cells (every cell needs training and test points).
+        min_generated: generated samples a cell needs to count in C_T.
+        rng: NumPy Generator, int seed or None (the k-means seeding).
+
+    Returns:
+        a :class:`CellMemorisationTest`.
+    """
+    from coursekit.gmm import kmeans
+    from coursekit.numerics import sq_dists
+
+    tr = _features(train, "train")
+    te = _features(test, "test")
+    g = _features(generated, "generated")
+    _same_dim(tr, te, "train", "test")
+    _same_dim(tr, g, "train", "generated")
+    n_cells = check_positive_int(n_cells, "n_cells")
+    min_generated = check_positive_int(min_generated, "min_generated")
+    if n_cells > tr.shape[0]:
+        raise ValueError(f"n_cells: expected at most N = {tr.shape[0]} training points, "
+                         f"got {n_cells}")
+    centres, tr_cell = kmeans(tr, n_cells, rng=as_rng(rng))  # (K, d), (N,)
+    te_cell = sq_dists(te, centres).argmin(1)  # (T,) cell of the nearest centre
+    g_cell = sq_dists(g, centres).argmin(1)  # (M,)
+    n_train = np.bincount(tr_cell, minlength=n_cells)
+    n_test = np.bincount(te_cell, minlength=n_cells)
+    n_gen = np.bincount(g_cell, minlength=n_cells)
+    for name, counts in (("training", n_train), ("test", n_test)):
+        if np.any(counts == 0):
+            raise ValueError(f"n_cells: cell {int(np.argmin(counts))} of {n_cells} has no "
+                             f"{name} points; use fewer cells")
+    cell_z = np.zeros(n_cells)
+    for c in range(n_cells):
+        if n_gen[c] == 0:
+            continue
+        ref = tr[tr_cell == c]  # the cell's training points
+        _, cell_z[c] = _mann_whitney_z(nearest_neighbour_distances(g[g_cell == c], ref),
+                                       nearest_neighbour_distances(te[te_cell == c], ref))
+    weight = n_test / te.shape[0]  # (K,) P_n(pi)
+    kept = n_gen >= min_generated
+    if not kept.any():
+        raise ValueError(f"min_generated: no cell holds {min_generated} generated samples "
+                         f"(largest: {int(n_gen.max())}); use fewer cells or more samples")
+    statistic = float(weight[kept] @ cell_z[kept] / weight[kept].sum())
+    return CellMemorisationTest(statistic=statistic, cell_z=cell_z, cell_weight=weight,
+                                n_test=n_test, n_generated=n_gen, kept=kept, centres=centres)
 
 
 # ----------------------------------------------------------------------------------------------
