@@ -9,7 +9,9 @@ fixed network; for the 8x8 digits that network is the small classifier of this m
   standard deviation over consecutive splits;
 - :func:`frechet_distance`, :func:`fid` (Heusel et al., 2017): the squared 2-Wasserstein
   distance between the Gaussians fitted to two feature sets, with a stable matrix square
-  root (:func:`sqrtm_psd`);
+  root (:func:`sqrtm_psd`); biased at finite n (Binkowski et al., 2018);
+- :func:`kid`, :func:`mmd2_unbiased` (Binkowski et al., 2018): the Kernel Inception
+  Distance, an unbiased MMD^2 with a cubic polynomial kernel, mean and spread over subsets;
 - :func:`prdc` (Kynkaenniemi et al., 2019; Naeem et al., 2020): improved precision and
   recall, density and coverage from k-nearest-neighbour balls, computed block by block
   (memory O(n * block)), equal to the ``prdc`` package;
@@ -56,10 +58,10 @@ __all__ = [
     "CellMemorisationTest", "DIGIT_LEVELS", "MIN_TEST_ACCURACY", "DigitsClassifier",
     "MemorisationTest", "bits_per_dim", "dequantize_digits", "digits_classifier",
     "digits_features", "digits_fid", "digits_inception_score", "digits_probs", "fid",
-    "frechet_distance", "gaussian_statistics", "inception_score", "kth_neighbour_sq_distances",
-    "memorisation_ct", "nearest_neighbour_distances", "nearest_neighbour_memorisation",
-    "prd_curve", "prd_f_beta", "prd_from_histograms", "prdc", "sqrtm_psd",
-    "train_digits_classifier",
+    "frechet_distance", "gaussian_statistics", "inception_score", "kid",
+    "kth_neighbour_sq_distances", "memorisation_ct", "mmd2_unbiased",
+    "nearest_neighbour_distances", "nearest_neighbour_memorisation", "prd_curve", "prd_f_beta",
+    "prd_from_histograms", "prdc", "sqrtm_psd", "train_digits_classifier",
 ]
 
 #: Entries of a distance block held in memory at once by :func:`prdc` (8 bytes each).
@@ -562,7 +564,10 @@ def fid(features_a: Any, features_b: Any) -> float:
 
     The Frechet distance between the Gaussians with the sets' means and unbiased sample
     covariances (``np.cov``, ddof = 1, as the field's implementations use).  FID is biased
-    upwards at small n (even two samples of the same law give FID > 0), so always quote n.
+    upwards at small n (even two samples of the same law give FID > 0); the bias falls
+    roughly like 1/n with a model-dependent constant, so two models can swap ranks as n
+    grows (Binkowski et al., 2018).  Always quote n; Chong & Forsyth (2020) extrapolate
+    FID to n -> infinity (FID_inf), and :func:`kid` is unbiased at every n.
 
     Args:
         features_a: (n_a, d), features_b: (n_b, d), with n_a, n_b > d.
@@ -576,6 +581,104 @@ def fid(features_a: Any, features_b: Any) -> float:
     mu1, s1 = gaussian_statistics(a, "features_a")
     mu2, s2 = gaussian_statistics(b, "features_b")
     return frechet_distance(mu1, s1, mu2, s2)
+
+
+# ----------------------------------------------------------------------------------------------
+# Kernel Inception Distance (Binkowski et al. 2018)
+# ----------------------------------------------------------------------------------------------
+
+
+def _cubic_kernel_sum(a: np.ndarray, b: np.ndarray) -> float:
+    """``sum_ij (a_i . b_j / d + 1)^3`` over all pairs, block by block (memory O(block * m))."""
+    d = a.shape[1]
+    total = 0.0
+    step = _block_rows(b.shape[0], None)
+    for s in range(0, a.shape[0], step):
+        k = a[s:s + step] @ b.T  # (r, m) a_i . b_j
+        k /= d
+        k += 1.0
+        total += float(np.sum(k * k * k))  # (r, m) -> the block's kernel sum
+    return total
+
+
+def _mmd2_unbiased(x: np.ndarray, y: np.ndarray) -> float:
+    m, n = x.shape[0], y.shape[0]
+    d = x.shape[1]
+    # diagonal terms k(x_i, x_i) = (|x_i|^2 / d + 1)^3, removed for the unbiased U-statistic
+    diag_x = float(np.sum((np.einsum("ij,ij->i", x, x) / d + 1.0) ** 3))
+    diag_y = float(np.sum((np.einsum("ij,ij->i", y, y) / d + 1.0) ** 3))
+    kxx = (_cubic_kernel_sum(x, x) - diag_x) / (m * (m - 1))  # mean over i != j
+    kyy = (_cubic_kernel_sum(y, y) - diag_y) / (n * (n - 1))
+    kxy = _cubic_kernel_sum(x, y) / (m * n)  # mean over all pairs
+    return kxx + kyy - 2.0 * kxy
+
+
+def mmd2_unbiased(x: Any, y: Any) -> float:
+    """Unbiased estimate of MMD^2 with the cubic polynomial kernel of KID.
+
+    With ``k(a, b) = (a . b / d + 1)^3`` (Binkowski et al., 2018, the kernel of KID) and
+    samples ``x_1..x_m ~ P``, ``y_1..y_n ~ Q`` (Gretton et al., 2012, the U-statistic):
+
+        MMD^2_u = 1/(m(m-1)) sum_{i != j} k(x_i, x_j) + 1/(n(n-1)) sum_{i != j} k(y_i, y_j)
+                  - 2/(mn) sum_{i, j} k(x_i, y_j).
+
+    Its expectation is MMD^2(P, Q) exactly, at every m and n (hence 0 when P = Q: the
+    estimate is then as often negative as positive); the diagonal terms i = j, which would
+    add a positive bias of order 1/m, are left out.  Kernel sums are blocked (memory
+    O(block * n)), in float64.
+
+    Args:
+        x: (m, d) features, m >= 2.  y: (n, d) features, n >= 2.
+
+    Returns:
+        the estimate (a float, possibly < 0).
+    """
+    xa = _features(x, "x", min_rows=2)
+    ya = _features(y, "y", min_rows=2)
+    _same_dim(xa, ya, "x", "y")
+    return _mmd2_unbiased(xa, ya)
+
+
+def kid(real_features: Any, fake_features: Any, *, n_subsets: int = 100,
+        subset_size: int | None = None, rng: RngLike = None) -> tuple[float, float]:
+    """Kernel Inception Distance (Binkowski et al., 2018): mean and spread over subsets.
+
+    Each of ``n_subsets`` rounds draws ``subset_size`` rows of each set without replacement
+    and computes :func:`mmd2_unbiased` (cubic polynomial kernel) on them; the KID is the
+    mean of these estimates, unbiased like each of them, so unlike FID (whose bias falls
+    roughly like 1/n and differs between models, which can flip rankings with n) it can
+    be compared across sample sizes.  The standard deviation (ddof = 0) is the spread of
+    one estimate at ``subset_size`` samples: report KID as mean +- std.  It is not the
+    standard error of the mean: the subsets overlap, so the estimates are not independent.
+
+    Args:
+        real_features: (N, d) features of real data.  fake_features: (M, d) generated.
+        n_subsets: number of subsets.
+        subset_size: rows per subset, 2 <= subset_size <= min(N, M)
+            (default: min(1000, N, M)).
+        rng: NumPy Generator, int seed or None (the subsets).
+
+    Returns:
+        (mean, std) of the subsets' unbiased MMD^2.
+    """
+    real = _features(real_features, "real_features", min_rows=2)
+    fake = _features(fake_features, "fake_features", min_rows=2)
+    _same_dim(real, fake, "real_features", "fake_features")
+    n_subsets = check_positive_int(n_subsets, "n_subsets")
+    largest = min(real.shape[0], fake.shape[0])
+    if subset_size is None:
+        subset_size = min(1000, largest)
+    subset_size = check_positive_int(subset_size, "subset_size", minimum=2)
+    if subset_size > largest:
+        raise ValueError(f"subset_size: expected at most min(N, M) = {largest} rows, "
+                         f"got {subset_size}")
+    rng = as_rng(rng)
+    values = np.empty(n_subsets)
+    for i in range(n_subsets):
+        r = real[rng.choice(real.shape[0], subset_size, replace=False)]  # (s, d)
+        f = fake[rng.choice(fake.shape[0], subset_size, replace=False)]  # (s, d)
+        values[i] = _mmd2_unbiased(r, f)
+    return float(values.mean()), float(values.std())
 
 
 # ----------------------------------------------------------------------------------------------

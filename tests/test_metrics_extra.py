@@ -113,3 +113,63 @@ def test_ct_bad_input():
         metrics.memorisation_ct(train, test, gen[:, :3])
     with pytest.raises(ValueError, match="min_generated"):
         metrics.memorisation_ct(train, test, gen, min_generated=0)
+
+
+# ---------------------------------------------------------------- KID (Binkowski et al. 2018)
+
+
+def _mmd2_by_pairs(x, y):
+    """The U-statistic written pair by pair: k(a, b) = (a.b / d + 1)^3, i != j within sets."""
+    d = x.shape[1]
+
+    def k(a, b):
+        return (float(np.dot(a, b)) / d + 1.0) ** 3
+
+    m, n = len(x), len(y)
+    within_x = sum(k(x[i], x[j]) for i in range(m) for j in range(m) if i != j)
+    within_y = sum(k(y[i], y[j]) for i in range(n) for j in range(n) if i != j)
+    between = sum(k(a, b) for a in x for b in y)
+    return within_x / (m * (m - 1)) + within_y / (n * (n - 1)) - 2 * between / (m * n)
+
+
+def test_mmd2_unbiased_matches_the_pairwise_formula():
+    rng = np.random.default_rng(40)
+    x, y = rng.standard_normal((30, 3)), 0.8 * rng.standard_normal((25, 3)) + 0.3
+    assert metrics.mmd2_unbiased(x, y) == pytest.approx(_mmd2_by_pairs(x, y), rel=1e-12)
+    # symmetric in its two arguments
+    assert metrics.mmd2_unbiased(y, x) == pytest.approx(metrics.mmd2_unbiased(x, y), rel=1e-12)
+
+
+def test_mmd2_unbiased_has_expectation_zero_for_one_law():
+    # 400 independent pairs of samples of N(0, I_4) (n = 20): the mean estimate is within
+    # 4 standard errors of 0; the biased V-statistic (diagonal kept) is > 0 by far more.
+    rng = np.random.default_rng(41)
+    values = np.array([metrics.mmd2_unbiased(rng.standard_normal((20, 4)),
+                                             rng.standard_normal((20, 4))) for _ in range(400)])
+    se = values.std(ddof=1) / np.sqrt(values.size)
+    assert abs(values.mean()) < 4 * se
+    assert (values < 0).mean() > 0.2  # an unbiased estimate of 0 is often negative
+
+
+def test_kid_on_whole_sets_is_the_unbiased_mmd_and_separates_laws():
+    rng = np.random.default_rng(42)
+    x, y = rng.standard_normal((60, 5)), rng.standard_normal((50, 5)) + 0.5
+    # subsets of the whole smaller set: every subset of y is y itself (permuted)
+    whole = metrics.kid(x[:50], y, n_subsets=5, subset_size=50, rng=0)
+    assert whole[0] == pytest.approx(metrics.mmd2_unbiased(x[:50], y), rel=1e-12)
+    assert whole[1] < 1e-12
+    # seeded, and a shifted law is far above 0 relative to the spread of the subsets
+    assert metrics.kid(x, y, n_subsets=20, subset_size=30, rng=3) == metrics.kid(
+        x, y, n_subsets=20, subset_size=30, rng=3)
+    mean, std = metrics.kid(x, y, n_subsets=50, subset_size=40, rng=1)
+    assert mean > 3 * std > 0
+    with pytest.raises(ValueError, match="subset_size"):
+        metrics.kid(x, y, subset_size=51)
+    with pytest.raises(ValueError, match="subset_size"):
+        metrics.kid(x, y, subset_size=1)
+    with pytest.raises(ValueError, match="n_subsets"):
+        metrics.kid(x, y, n_subsets=0)
+    with pytest.raises(ValueError, match="fake_features.*features per row"):
+        metrics.kid(x, y[:, :2])
+    with pytest.raises(ValueError, match="y"):
+        metrics.mmd2_unbiased(x, y[:1])
