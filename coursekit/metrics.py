@@ -440,6 +440,14 @@ def inception_score(probs: Any, splits: int = 10) -> tuple[float, float]:
     0) are returned.  Since KL(p(y|x) || p(y)) <= log C on average (it is the mutual
     information I(x; y) <= H(y) <= log C), 1 <= IS <= C.
 
+    What the two numbers mean: each split is an IS computed from n / splits samples, so the
+    mean is the IS *at that sample size*, not at n -- p(y) estimated from fewer samples
+    changes the score (the mean of IS over 1, 10 or 50 splits of the same probabilities
+    differs; a chunk holding one class only scores 1 however diverse the whole set is).
+    The std is the spread of IS between independent sets of n / splits samples (the
+    sampling variability at that size), not a Monte-Carlo error of the reported mean: the
+    standard error of the mean is about std / sqrt(splits).  Quote n and splits with it.
+
     Args:
         probs: (n, C) class probabilities p(y | x_i), rows summing to 1, n >= splits.
         splits: number of chunks.

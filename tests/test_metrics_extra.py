@@ -173,3 +173,40 @@ def test_kid_on_whole_sets_is_the_unbiased_mmd_and_separates_laws():
         metrics.kid(x, y[:, :2])
     with pytest.raises(ValueError, match="y"):
         metrics.mmd2_unbiased(x, y[:1])
+
+
+# ---------------------------------------------------------------- Inception Score splits
+
+
+def test_inception_score_splits_are_consecutive_chunks_with_their_own_marginal():
+    # One-hot rows of classes [0, 0, 0, 1, 1, 1, 2, 2, 2, 3] in 3 splits: the chunks are rows
+    # 0:3, 3:6, 6:10 (i n // splits); the first two hold one class (IS = 1), the last has
+    # p(y) = (3/4, 1/4) on classes 2, 3: IS = exp((3 log(4/3) + log 4) / 4).
+    # Catches: a global p(y), strided or np.array_split chunks (sizes 4, 3, 3), a dropped
+    # remainder row, ddof = 1, or exp of the mean log-score across splits.
+    probs = np.eye(4)[[0, 0, 0, 1, 1, 1, 2, 2, 2, 3]]
+    last = np.exp((3 * np.log(4 / 3) + np.log(4)) / 4)
+    mean, std = metrics.inception_score(probs, splits=3)
+    assert mean == pytest.approx((1 + 1 + last) / 3, rel=1e-12)
+    assert std == pytest.approx(np.std([1.0, 1.0, last]), rel=1e-12)
+    # the split size changes the score itself: two halves of two classes
+    halves = np.eye(2)[[0] * 50 + [1] * 50]
+    assert metrics.inception_score(halves, splits=1) == (pytest.approx(2.0, rel=1e-12), 0.0)
+    assert metrics.inception_score(halves, splits=2)[0] == pytest.approx(1.0, rel=1e-12)
+
+
+def test_inception_score_split_std_is_the_spread_at_n_over_splits():
+    # IS of many independent sets of 50 rows has a spread sigma_50; the split std of one set
+    # of 500 rows in 10 splits estimates it (not sigma_50 / sqrt(10)).  Averaged over 200
+    # repeats, the mean split std (ddof = 0: times sqrt(9/10) in expectation, roughly) is
+    # within 15 % of sigma_50 and far above sigma_50 / sqrt(10).
+    rng = np.random.default_rng(43)
+
+    def draw(n):
+        return rng.dirichlet(np.full(10, 0.3), size=n)
+
+    sigma_50 = np.std([metrics.inception_score(draw(50), splits=1)[0] for _ in range(2000)],
+                      ddof=1)
+    split_std = np.mean([metrics.inception_score(draw(500), splits=10)[1] for _ in range(200)])
+    assert 0.8 * sigma_50 < split_std < 1.1 * sigma_50
+    assert split_std > 2 * sigma_50 / np.sqrt(10)
