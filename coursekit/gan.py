@@ -16,6 +16,7 @@ The code behind Lecture 2 and Practical 2 (a GAN is an implicit model: a push-fo
   the zero-centred :func:`r1_penalty` on real data (Mescheder et al. 2018);
 - models: :class:`Generator`, :class:`Critic` (MLPs for 2-D toys), :class:`DigitGenerator`,
   :class:`DigitCritic` (MLPs for the 8x8 digits), and the alternating loop :func:`train_gan`;
+- the Dirac-GAN's training dynamics (Mescheder et al. 2018): :func:`dirac_gan_trajectory`;
 - discriminator rejection sampling (Azadi et al. 2019): :func:`drs_accept_prob`,
   :func:`estimate_max_logit`, :func:`drs_sample`;
 - evaluation on mixtures of Gaussians: :func:`mode_metrics`, :func:`toy_modes`.
@@ -805,6 +806,136 @@ def train_gan(
             bar.set_postfix(d=f"{np.mean(history['critic'][-50:]):.3f}",
                             g=f"{np.mean(history['generator'][-50:]):.3f}")
     return history
+
+
+# ----------------------------------------------------------------------------------------------
+# The Dirac-GAN (Mescheder et al. 2018)
+# ----------------------------------------------------------------------------------------------
+
+DIRAC_METHODS = ("simultaneous", "alternating")
+DIRAC_LOSSES = ("saturating", "nonsaturating", "wgan")
+DIRAC_REGS = ("none", "r1", "wgan_gp")
+
+
+class _DiracCritic(nn.Module):
+    """The Dirac-GAN's critic ``V_psi(x) = psi x``: (n, 1) -> (n,) logits."""
+
+    def __init__(self, psi: float) -> None:
+        super().__init__()
+        self.psi = nn.Parameter(torch.tensor(float(psi), dtype=torch.float64))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.psi * x[:, 0]
+
+
+def dirac_gan_trajectory(
+    method: str = "simultaneous",
+    n_steps: int = 200,
+    lr: float = 0.1,
+    reg: str = "none",
+    *,
+    loss: str = "saturating",
+    gamma: float = 1.0,
+    start: Sequence[float] = (1.0, 1.0),
+) -> np.ndarray:
+    """Gradient steps on the Dirac-GAN, the smallest GAN that fails to converge.
+
+    The data are a point mass at 0, the generator a point mass at ``theta`` and the critic
+    linear, ``V_psi(x) = psi x`` (Mescheder et al. 2018, Sec. 2.2); the unique equilibrium is
+    ``(theta, psi) = (0, 0)``. Each step computes the players' gradients with the very loss
+    functions :func:`train_gan` uses, on the batches ``real = [0]``, ``fake = [theta]``, and
+    moves each player by plain gradient descent with step ``lr``:
+
+    - ``"simultaneous"``: both gradients at ``(theta_k, psi_k)``;
+    - ``"alternating"``: the critic first, then the generator against the updated critic
+      (the order of :func:`train_gan` with ``n_critic = 1``).
+
+    Without regularisation the continuous-time flow circles the equilibrium at a constant
+    radius; simultaneous steps spiral outwards (the squared radius grows by the factor
+    ``1 + lr^2 s^2`` per step, with ``s = sigmoid(psi theta)`` for the GAN losses and 1 for
+    WGAN), alternating steps keep circling without converging. ``reg="r1"`` adds
+    ``gamma / 2 *`` :func:`r1_penalty` (here ``gamma psi^2 / 2``) to the critic's loss and
+    converges to the equilibrium for small enough ``lr`` (a zero-centred penalty);
+    ``reg="wgan_gp"`` adds ``gamma *`` :func:`gradient_penalty` (here
+    ``gamma (|psi| - 1)^2``), whose target ``|psi| = 1`` is not the equilibrium's critic,
+    and does not converge (Mescheder et al., Sec. 3): from (1, 1) it keeps oscillating
+    for small gamma, or comes to rest with a flat critic (``psi ~ 0``) and the generator
+    off the data, at ``theta ~ 2 gamma`` (WGAN) or ``4 gamma`` (GAN losses).
+
+    Args:
+        method: ``"simultaneous"`` or ``"alternating"``.
+        n_steps: number of steps.
+        lr: step size > 0 of both players.
+        reg: ``"none"``, ``"r1"`` or ``"wgan_gp"``.
+        loss: ``"saturating"`` (the minimax game: :func:`discriminator_loss` and
+            :func:`generator_loss_saturating`), ``"nonsaturating"``
+            (:func:`generator_loss_nonsaturating` for the generator) or ``"wgan"``
+            (:func:`wgan_critic_loss`, :func:`wgan_generator_loss`).
+        gamma: weight >= 0 of the regulariser.
+        start: ``(theta_0, psi_0)``.
+
+    Returns:
+        (n_steps + 1, 2) array: ``(theta_k, psi_k)`` for k = 0 .. n_steps.
+    """
+    if method not in DIRAC_METHODS:
+        raise ValueError(f"method: expected one of {', '.join(DIRAC_METHODS)}, got {method!r}")
+    if reg not in DIRAC_REGS:
+        raise ValueError(f"reg: expected one of {', '.join(DIRAC_REGS)}, got {reg!r}")
+    if loss not in DIRAC_LOSSES:
+        raise ValueError(f"loss: expected one of {', '.join(DIRAC_LOSSES)}, got {loss!r}")
+    n_steps = check_positive_int(n_steps, "n_steps")
+    lr = check_positive(lr, "lr")
+    gamma = check_nonnegative(gamma, "gamma")
+    start_arr = check_array(start, "start", ndim=1)
+    if start_arr.shape != (2,):
+        raise ValueError(f"start: expected (theta_0, psi_0), got shape {start_arr.shape}")
+    theta0, psi0 = (float(s) for s in start_arr)
+    critic = _DiracCritic(psi0)
+    theta = torch.tensor(float(theta0), dtype=torch.float64, requires_grad=True)
+    real = torch.zeros(1, 1, dtype=torch.float64)                  # (1, 1) the data: x = 0
+
+    def critic_grad() -> Tensor:
+        fake = theta.detach().reshape(1, 1)                        # (1, 1) the generator's point
+        real_v, fake_v = critic(real), critic(fake)                # (1,), (1,) logits
+        if loss == "wgan":
+            d_loss = wgan_critic_loss(real_v, fake_v)
+        else:
+            d_loss = discriminator_loss(real_v, fake_v)
+        if reg == "r1":
+            d_loss = d_loss + 0.5 * gamma * r1_penalty(critic, real)
+        elif reg == "wgan_gp":
+            d_loss = d_loss + gamma * gradient_penalty(critic, real, fake, generator=0)
+        (g,) = torch.autograd.grad(d_loss, critic.psi)
+        return g
+
+    def generator_grad() -> Tensor:
+        fake_v = critic(theta.reshape(1, 1))                       # (1,) V_psi(theta)
+        if loss == "wgan":
+            g_loss = wgan_generator_loss(fake_v)
+        elif loss == "nonsaturating":
+            g_loss = generator_loss_nonsaturating(fake_v)
+        else:
+            g_loss = generator_loss_saturating(fake_v)
+        (g,) = torch.autograd.grad(g_loss, theta)
+        return g
+
+    path = np.empty((n_steps + 1, 2))
+    path[0] = theta0, psi0
+    for k in range(n_steps):
+        if method == "simultaneous":
+            g_psi, g_theta = critic_grad(), generator_grad()       # both at (theta_k, psi_k)
+            with torch.no_grad():
+                critic.psi -= lr * g_psi
+                theta -= lr * g_theta
+        else:
+            g_psi = critic_grad()
+            with torch.no_grad():
+                critic.psi -= lr * g_psi                           # the critic moves first
+            g_theta = generator_grad()                             # against the new critic
+            with torch.no_grad():
+                theta -= lr * g_theta
+        path[k + 1] = theta.item(), critic.psi.item()
+    return path
 
 
 # ----------------------------------------------------------------------------------------------

@@ -365,3 +365,105 @@ def test_drs_with_a_generator_module_draws_one_stream():
     x, rate = gan.drs_sample(g, d, 500, n_burn_in=2_000, batch_size=500, generator=3)
     assert x.shape == (500, 2) and 0 < rate <= 1
     assert len(torch.unique(x, dim=0)) == 500
+
+
+# ------------------------------------------------------------------------------ Dirac-GAN
+# P = delta_0, the generator delta_theta, the critic V(x) = psi x (Mescheder et al. 2018).
+# With the course's losses, per step of size h (s = sigmoid(psi theta) for the GAN
+# losses, s = 1 for WGAN; the R1 term adds -h gamma psi to the critic's move):
+#   critic:    psi <- psi - h theta s        generator:  theta <- theta + h psi s
+
+
+def _sigmoid(t):
+    return 1.0 / (1.0 + np.exp(-t))
+
+
+@pytest.mark.parametrize("loss", ["saturating", "wgan"])
+def test_dirac_gan_simultaneous_spirals_outwards(loss):
+    # Simultaneous steps: |x_{k+1}|^2 = |x_k|^2 (1 + h^2 s_k^2) exactly, so the radius grows
+    # at every step (the continuous flow would keep it constant).
+    h = 0.1
+    p = gan.dirac_gan_trajectory("simultaneous", 300, h, loss=loss, start=(1.0, 0.5))
+    r2 = (p**2).sum(1)
+    s = _sigmoid(p[:-1, 0] * p[:-1, 1]) if loss == "saturating" else np.ones(300)
+    np.testing.assert_allclose(r2[1:] / r2[:-1], 1 + h**2 * s**2, rtol=1e-12)
+    assert np.all(np.diff(r2) > 0)
+    if loss == "wgan":   # linear: |x_k| = |x_0| (1 + h^2)^(k / 2)
+        np.testing.assert_allclose(r2, r2[0] * (1 + h**2) ** np.arange(301), rtol=1e-10)
+
+
+def test_dirac_gan_alternating_circles_without_converging():
+    # Alternating steps (critic first), WGAN: x_{k+1} = M x_k, M = [[1 - h^2, h], [-h, 1]],
+    # det M = 1: the map keeps Q = theta^2 + psi^2 - h theta psi fixed, so the radius stays
+    # in [sqrt(Q / (1 + h/2)), sqrt(Q / (1 - h/2))] for ever: no spiral, no convergence.
+    h = 0.1
+    p = gan.dirac_gan_trajectory("alternating", 400, h, loss="wgan", start=(1.0, 0.5))
+    m = np.array([[1 - h**2, h], [-h, 1.0]])
+    want = np.stack([np.linalg.matrix_power(m, k) @ p[0] for k in range(401)])
+    np.testing.assert_allclose(p, want, rtol=1e-10, atol=1e-12)
+    q = p[:, 0] ** 2 + p[:, 1] ** 2 - h * p[:, 0] * p[:, 1]
+    np.testing.assert_allclose(q, q[0], rtol=1e-12)
+    r = np.hypot(p[:, 0], p[:, 1])
+    assert r.min() >= math.sqrt(q[0] / (1 + h / 2)) - 1e-12
+    assert r.max() <= math.sqrt(q[0] / (1 - h / 2)) + 1e-12
+    # the GAN loss (no exact invariant): measured, the radius stays within 3 % of its start
+    # over 600 steps (1.38-1.42 from 1.414 over 2,000 steps in the run)
+    p = gan.dirac_gan_trajectory("alternating", 600, h, loss="saturating")
+    r = np.hypot(p[:, 0], p[:, 1])
+    assert np.all(np.abs(r / r[0] - 1) < 0.03)
+
+
+@pytest.mark.parametrize("method", ["simultaneous", "alternating"])
+def test_dirac_gan_r1_converges(method):
+    # R1 (gamma / 2 psi^2 on the critic) makes the equilibrium attracting. WGAN: linear,
+    # x_{k+1} = M x_k with the matrix below, spectral radius < 1, so x_k -> 0 geometrically.
+    h, gamma = 0.1, 1.0
+    p = gan.dirac_gan_trajectory(method, 400, h, "r1", loss="wgan", gamma=gamma)
+    if method == "simultaneous":   # psi' = (1 - h g) psi - h theta; theta' = theta + h psi
+        m = np.array([[1.0, h], [-h, 1 - h * gamma]])
+    else:                          # theta' = theta + h psi' with the new psi
+        m = np.array([[1 - h**2, h * (1 - h * gamma)], [-h, 1 - h * gamma]])
+    want = np.stack([np.linalg.matrix_power(m, k) @ p[0] for k in range(401)])
+    np.testing.assert_allclose(p, want, rtol=1e-9, atol=1e-14)
+    rho = max(abs(np.linalg.eigvals(m)))
+    assert rho < 1 and np.hypot(*p[-1]) < 1e-6
+    # The GAN loss: near 0 the dynamics are those of the linearisation, s = 1/2 (the
+    # corrections are O(|x|^2)): from step 400 on, x_k follows M^(k - 400) x_400.
+    # (gamma = 0.5: with gamma = 1 the simultaneous matrix has a double eigenvalue, whose
+    # Jordan block adds a polynomial factor k to the geometric decay)
+    gamma = 0.5
+    p = gan.dirac_gan_trajectory(method, 800, h, "r1", loss="saturating", gamma=gamma)
+    if method == "simultaneous":
+        m = np.array([[1.0, h / 2], [-h / 2, 1 - h * gamma]])
+    else:
+        m = np.array([[1 - h**2 / 4, h / 2 * (1 - h * gamma)], [-h / 2, 1 - h * gamma]])
+    rho = max(abs(np.linalg.eigvals(m)))
+    assert rho < 1 and np.hypot(*p[-1]) < 1e-6
+    for k in (410, 600, 800):
+        np.testing.assert_allclose(p[k], np.linalg.matrix_power(m, k - 400) @ p[400],
+                                   rtol=1e-5, atol=1e-14)
+
+
+def test_dirac_gan_gradient_penalty_does_not_converge():
+    # The WGAN-GP penalty gamma (|psi| - 1)^2 pulls the critic's slope to 1, not 0, so the
+    # equilibrium (0, 0) is not attracting (Mescheder et al., Sec. 3): measured, the
+    # trajectory from (1, 1) stays at distance > 1 from it.
+    for loss in ("wgan", "saturating"):
+        for gamma in (0.3, 1.0):
+            p = gan.dirac_gan_trajectory("simultaneous", 300, 0.1, "wgan_gp", loss=loss,
+                                         gamma=gamma)
+            assert np.hypot(*p[-1]) > 1.0, (loss, gamma)
+
+
+def test_dirac_gan_bad_inputs():
+    assert gan.dirac_gan_trajectory(n_steps=3).shape == (4, 2)
+    np.testing.assert_array_equal(
+        gan.dirac_gan_trajectory("alternating", 20, reg="r1", gamma=0.0),
+        gan.dirac_gan_trajectory("alternating", 20))
+    for kwargs, name in [({"method": "sgd"}, "method"), ({"reg": "r2"}, "reg"),
+                         ({"loss": "hinge"}, "loss"), ({"n_steps": 0}, "n_steps"),
+                         ({"lr": -0.1}, "lr"), ({"gamma": -1.0}, "gamma"),
+                         ({"start": (1.0, 2.0, 3.0)}, "start"),
+                         ({"start": (math.nan, 1.0)}, "start")]:
+        with pytest.raises(ValueError, match=name):
+            gan.dirac_gan_trajectory(**kwargs)
