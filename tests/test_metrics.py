@@ -488,3 +488,20 @@ def test_digits_classifier_is_accurate_cached_and_deterministic():
         metrics.digits_features(torch.zeros(3, 1, 7, 7))
     with pytest.raises(TypeError, match="model"):
         metrics.digits_features(x_test, model=torch.nn.Linear(64, 10))
+
+
+def test_copied_fraction_counts_distances_up_to_copy_tol():
+    # Half of the samples at 0.005 from a training point, half at 0.02, copy_tol = 0.01:
+    # exactly half are copies (a squared distance compared with copy_tol would count all,
+    # a strict "<" on exact copies none of the duplicates at distance 0).
+    rng = np.random.default_rng(17)
+    train, test = rng.standard_normal((500, 4)), rng.standard_normal((200, 4))
+    direction = np.zeros(4)
+    direction[0] = 1.0
+    gen = np.concatenate([train[:100] + 0.005 * direction, train[100:200] + 0.02 * direction])
+    out = metrics.nearest_neighbour_memorisation(gen, train, test, copy_tol=0.01)
+    dist, _ = NearestNeighbors(n_neighbors=1).fit(train).kneighbors(gen)
+    np.testing.assert_allclose(out.generated_distances, dist[:, 0], rtol=1e-9)
+    assert out.copied_fraction == 0.5
+    assert metrics.nearest_neighbour_memorisation(train[:50], train, test,
+                                                  copy_tol=0.0).copied_fraction == 1.0
