@@ -511,31 +511,66 @@ def compute_metrics(samples: np.ndarray, *, seed: int = 0, n_bootstrap: int = 0,
     return row
 
 
+def _summarise(sets: list[dict[str, float]]) -> dict[str, Any]:
+    """Mean, standard deviation (ddof 1; 0 for one set) and the values of each metric over
+    the K sample sets."""
+    row: dict[str, Any] = {}
+    for m in METRICS:
+        v = np.array([s[m] for s in sets], dtype=np.float64)
+        row[m] = float(v.mean())
+        row[f"{m}_sd"] = float(v.std(ddof=1)) if len(v) > 1 else 0.0
+        row[f"{m}_sets"] = [float(a) for a in v]
+    return row
+
+
+def _paired(row: dict[str, Any], base: dict[str, Any]) -> dict[str, float]:
+    """Paired difference of each metric to the baseline's, set by set (set k of both used
+    the same seed), with its standard error sd / sqrt(K)."""
+    out: dict[str, float] = {}
+    for m in METRICS:
+        d = np.subtract(row[f"{m}_sets"], base[f"{m}_sets"])
+        out[f"{m}_diff"] = float(d.mean())
+        out[f"{m}_diff_se"] = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else 0.0
+    return out
+
+
 def evaluate(submission: str | Path, n: int = DEFAULT_N, *, seed: int = 0,
              timeout: float = DEFAULT_TIMEOUT, n_bootstrap: int = 0,
              reference: dict[str, np.ndarray] | None = None, sandbox: bool = True,
-             limits: sandbox_mod.Limits | None = None) -> dict[str, Any]:
+             limits: sandbox_mod.Limits | None = None, n_sets: int = 1) -> dict[str, Any]:
     """Evaluate one submission folder: samples from the sandbox, then :func:`compute_metrics`.
+
+    The submission draws ``n_sets`` fresh sets of ``n`` samples (one run of ``n_sets * n``
+    samples, cut into sets; the timeout covers them all). Each metric is the mean over the
+    sets, ``<metric>_sd`` its standard deviation over them, ``<metric>_sets`` the values:
+    the spread a student sees when drawing again, which the bootstrap underestimates for the
+    k-NN metrics (resampling makes duplicates that shrink the radii).
 
     Returns a dict with ``status`` (``"ok"`` or ``"error"``), ``reason`` (empty when ok; one
     sanitised line of at most :data:`MAX_REASON` characters) and the metrics. The same seed
     gives the same numbers. ``sandbox=False`` is for a trusted local run only (the book's own
-    examples).
+    examples). ``n_bootstrap`` (kept for older callers) adds bootstrap intervals of the
+    first set.
 
     Raises:
         SandboxUnavailable: ``sandbox=True`` and bubblewrap does not work here.
     """
+    n = check_n(n)
+    n_sets = check_positive_int(n_sets, "n_sets")
     try:
-        x = draw_samples(submission, n, seed=seed, timeout=timeout, sandbox=sandbox,
+        x = draw_samples(submission, n * n_sets, seed=seed, timeout=timeout, sandbox=sandbox,
                          limits=limits)
     except SubmissionError as e:
         # One line without a leading formula character: for the CSV, the page and the log.
         return {"status": "error", "reason": sandbox_mod.sanitise(e)}
     try:
-        row = compute_metrics(x, seed=seed, n_bootstrap=n_bootstrap, reference=reference)
+        sets = [compute_metrics(x[k * n:(k + 1) * n], seed=seed,
+                                n_bootstrap=n_bootstrap if k == 0 else 0, reference=reference)
+                for k in range(n_sets)]
     except Exception as e:  # noqa: BLE001 (degenerate samples must not stop the other groups)
         return {"status": "error", "reason": sandbox_mod.sanitise(
             f"the metrics could not be computed on these samples: {type(e).__name__}: {e}")}
+    row = {**sets[0], **_summarise(sets), "n_sets": n_sets}
     return {"status": "ok", "reason": "", **row}
 
 
@@ -553,7 +588,9 @@ def safe_group_name(name: str) -> str:
 # The leaderboard: history file and static page
 # ----------------------------------------------------------------------------------------------
 
-_FIELDS = ["date", "group", "status", "reason", *METRICS, "n_samples"]
+_FIELDS = ["date", "group", "status", "reason", *METRICS, "n_samples", "n_sets",
+           *(f"{m}_sd" for m in METRICS), *(f"{m}_diff" for m in METRICS),
+           *(f"{m}_diff_se" for m in METRICS)]
 
 
 def read_history(path: str | Path) -> list[dict[str, str]]:
@@ -633,8 +670,9 @@ document.querySelectorAll('th[data-col]').forEach(th => th.addEventListener('cli
 
 
 def write_site(site: str | Path, today: list[dict[str, Any]], history: list[dict[str, str]],
-               date: str) -> Path:
-    """Write ``site/index.html``: today's sortable table with intervals, and the history plots."""
+               date: str, baseline: str | None = None) -> Path:
+    """Write ``site/index.html``: today's sortable table (mean ± sd over the sample sets, the
+    paired difference to ``baseline``), and the history plots."""
     site = Path(site)
     site.mkdir(parents=True, exist_ok=True)
     plots = _plots(history, site)
@@ -648,16 +686,36 @@ def write_site(site: str | Path, today: list[dict[str, Any]], history: list[dict
             if r["status"] != "ok":
                 cells.append('<td data-v=""></td>')
                 continue
+            extra = ""
+            if r.get(f"{m}_sd"):
+                extra += f" ± {_fmt(r[f'{m}_sd'])}"
+            if f"{m}_diff" in r and r.get("group") != baseline:
+                d, se = r[f"{m}_diff"], r[f"{m}_diff_se"]
+                # A difference counts when it exceeds twice its standard error.
+                mark = " *" if se > 0 and abs(d) > 2 * se else ""
+                extra += f"<br><small>Δ {d:+.3f} ± {se:.3f}{mark}</small>"
             ci = r.get(f"{m}_ci")
-            extra = f"<br><small>[{_fmt(ci[0])}, {_fmt(ci[1])}]</small>" if ci else ""
+            if ci and not r.get(f"{m}_sd"):
+                extra += f"<br><small>[{_fmt(ci[0])}, {_fmt(ci[1])}]</small>"
             cells.append(f'<td data-v="{r[m]}">{_fmt(r[m])}{extra}</td>')
         status = "ok" if r["status"] == "ok" else f"error: {html.escape(r['reason'])}"
         cells.append(f"<td>{status}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     n = next((r["n_samples"] for r in today if r["status"] == "ok"), None)
     n_text = str(n) if n is not None else "the same number of"
-    has_ci = any(f"{m}_ci" in r for r in today for m in METRICS)
-    brackets = " Brackets: 95 % bootstrap intervals over the samples." if has_ci else ""
+    k = next((r.get("n_sets", 1) for r in today if r["status"] == "ok"), 1)
+    brackets = ""
+    if k > 1:
+        n_text = f"{k} fresh sets of {n}"
+        brackets = (f" Each cell: the mean over the {k} sets ± their standard deviation (the "
+                    "spread of a new draw).")
+        if baseline and any(r.get("group") == baseline and r["status"] == "ok" for r in today):
+            brackets += (f" Δ: the paired difference to <b>{html.escape(baseline)}</b> (set k "
+                         "of both drawn with the same seed) ± its standard error; it counts, "
+                         "marked *, only when larger than twice its standard error. A change "
+                         "smaller than that is not progress.")
+    elif any(f"{m}_ci" in r for r in today for m in METRICS):
+        brackets = " Brackets: 95 % bootstrap intervals over the samples."
     figs = "".join(f'<img src="{p}" alt="history of {p[8:-4]}" width="500">' for p in plots)
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -667,7 +725,7 @@ table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;te
 th{{cursor:pointer;background:#f3f3f3}}td:first-child,td:last-child{{text-align:left}}
 img{{max-width:100%}}</style></head><body>
 <h1>Project leaderboard — {html.escape(date)}</h1>
-<p>Each submission draws {n_text} samples (fixed seed); metrics in the digits classifier's feature
+<p>Each submission draws {n_text} samples (the morning's seed); metrics in the digits classifier's feature
 space against the 1,437 training digits.{brackets}
 Click a column to sort. ↑ higher is better, ↓ lower is better.</p>
 <table><thead><tr><th>group</th>{head}<th>status</th></tr></thead>
@@ -681,13 +739,18 @@ Click a column to sort. ↑ higher is better, ↓ lower is better.</p>
 
 def leaderboard(submissions: str | Path, history: str | Path, site: str | Path, *,
                 date: str | None = None, n: int = DEFAULT_N, seed: int = 0,
-                timeout: float = DEFAULT_TIMEOUT, n_bootstrap: int = 100, sandbox: bool = True,
-                limits: sandbox_mod.Limits | None = None) -> list[dict[str, Any]]:
+                timeout: float = DEFAULT_TIMEOUT, n_bootstrap: int = 0, sandbox: bool = True,
+                limits: sandbox_mod.Limits | None = None, n_sets: int = 5,
+                baseline: str | None = "baseline") -> list[dict[str, Any]]:
     """Evaluate every group in ``submissions``, update the history and write the site.
 
     Rows of ``date`` already in the history are replaced (a rerun of the same morning); rows of
     other dates are kept untouched. Returns today's rows. Every group's code runs in the
     sandbox (:func:`draw_samples`); ``sandbox=False`` only for a trusted local run.
+
+    Each group draws ``n_sets`` fresh sets of ``n`` samples (:func:`evaluate`); when the group
+    ``baseline`` is evaluated fine, every row also gets ``<metric>_diff`` and
+    ``<metric>_diff_se``, the paired difference to it and its standard error.
 
     Raises:
         ValueError: when the set itself is unusable (no such folder, no group in it), the
@@ -706,6 +769,9 @@ def leaderboard(submissions: str | Path, history: str | Path, site: str | Path, 
         raise ValueError(f"n_bootstrap: expected an integer >= 0, got {n_bootstrap!r}")
     sandbox = _check_sandbox_flag(sandbox)
     limits = _limits(limits)
+    n_sets = check_positive_int(n_sets, "n_sets")
+    if baseline is not None and (not isinstance(baseline, str) or not baseline):
+        raise ValueError(f"baseline: expected a group name or None, got {baseline!r}")
     folder = Path(submissions)
     if not folder.is_dir():
         raise ValueError(f"submissions: {folder} is not a folder")
@@ -723,12 +789,17 @@ def leaderboard(submissions: str | Path, history: str | Path, site: str | Path, 
     today = []
     for g in groups:
         row = evaluate(g, n, seed=seed, timeout=timeout, n_bootstrap=n_bootstrap,
-                       reference=reference, sandbox=sandbox, limits=limits)
+                       reference=reference, sandbox=sandbox, limits=limits, n_sets=n_sets)
         today.append({"date": date, "group": safe_group_name(g.name), **row})
+    base = next((r for r in today if r["group"] == baseline and r["status"] == "ok"), None)
+    if base is not None:
+        for r in today:
+            if r["status"] == "ok":
+                r.update(_paired(r, base))
     rows = past + [{k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()}
                    for r in today]
     _write_history(history_path, rows)
-    write_site(site, today, read_history(history_path), date)
+    write_site(site, today, read_history(history_path), date, baseline=baseline)
     return today
 
 
@@ -755,10 +826,10 @@ def _int_text(text: str) -> int:
         raise ValueError(f"expected an integer, got {text!r}") from None
 
 
-def _bootstrap(text: str) -> int:
+def _sets(text: str) -> int:
     v = _int_text(text)
-    if v < 0:
-        raise ValueError(f"expected an integer >= 0, got {text!r}")
+    if v < 1:
+        raise ValueError(f"expected an integer >= 1, got {text!r}")
     return v
 
 
@@ -773,8 +844,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     lb.add_argument("--history", required=True)
     lb.add_argument("--out", required=True)
     lb.add_argument("--date", default=None)
-    lb.add_argument("--bootstrap", type=_arg(_bootstrap), default=100,
-                    help="bootstrap resamples for the intervals (0: none)")
+    lb.add_argument("--sets", type=_arg(_sets), default=5,
+                    help="fresh sample sets per group (mean ± sd over them)")
+    lb.add_argument("--baseline", default="baseline",
+                    help="the group every other is compared with (paired difference)")
     for p in (ev, lb):
         p.add_argument("--no-sandbox", dest="sandbox", action="store_false",
                        help="run the groups' code WITHOUT bubblewrap: only for a trusted "
@@ -805,8 +878,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "leaderboard":
         try:
             rows = leaderboard(args.submissions, args.history, args.out, date=args.date, n=args.n,
-                               seed=args.seed, timeout=args.timeout, n_bootstrap=args.bootstrap,
-                               sandbox=args.sandbox)
+                               seed=args.seed, timeout=args.timeout, n_sets=args.sets,
+                               baseline=args.baseline, sandbox=args.sandbox)
         except (ValueError, SandboxUnavailable) as e:
             print(f"leaderboard: {e}", file=sys.stderr)
             return 2

@@ -92,7 +92,7 @@ def test_leaderboard_two_days(submissions, tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("HISTORY_TO_VANDALISE", str(history))
     cmd = [sys.executable, "-m", "coursekit.project", "leaderboard", str(root),
            "--history", str(history), "--out", str(site), "--n", str(N), "--timeout", "10",
-           "--bootstrap", "5"]
+           "--sets", "2"]
     for date in ("2026-01-05", "2026-01-06"):
         done = subprocess.run([*cmd, "--date", date], capture_output=True, text=True,
                               timeout=900)
@@ -224,8 +224,8 @@ def test_bad_arguments_are_usage_errors(tmp_path, capsys) -> None:
         assert what in capsys.readouterr().err
     with pytest.raises(SystemExit):
         project.main(["leaderboard", str(tmp_path), "--history", "h.csv", "--out", "s",
-                      "--bootstrap", "-1"])
-    assert "--bootstrap" in capsys.readouterr().err
+                      "--sets", "0"])
+    assert "--sets" in capsys.readouterr().err
     # The library says the same before it evaluates anything.
     with pytest.raises(ValueError, match="n: expected at least"):
         project.leaderboard(tmp_path, tmp_path / "h.csv", tmp_path / "s", n=10)
@@ -248,7 +248,7 @@ def test_leaderboard_edge_cases(tmp_path) -> None:
     history, site = tmp_path / "history.csv", tmp_path / "site"
     done = subprocess.run([sys.executable, "-m", "coursekit.project", "leaderboard", str(root),
                            "--history", str(history), "--out", str(site), "--n", "60",
-                           "--bootstrap", "0", "--timeout", "30", "--date", "2026-02-01"],
+                           "--sets", "1", "--timeout", "30", "--date", "2026-02-01"],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     rows = {r["group"]: r for r in csv.DictReader(history.open())}
