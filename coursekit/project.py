@@ -13,21 +13,29 @@ A submission is a folder ``SUBMISSIONS/<group>/`` with
 Command line (``python -m coursekit.project --help``)::
 
     python -m coursekit.project evaluate SUBMISSION_DIR [--n N] [--seed S] [--timeout SECONDS]
+                                         [--no-sandbox]
     python -m coursekit.project leaderboard SUBMISSIONS_DIR --history HISTORY.csv --out SITE_DIR
                                             [--timeout SECONDS] [--date YYYY-MM-DD] [--n N]
+                                            [--sets K] [--baseline GROUP] [--no-sandbox]
     python -m coursekit.project train-baseline OUT_DIR [--steps N] [--seed S]
 
 **Safety.** Submissions are untrusted. Weights are read with
-``torch.load(weights_only=True)``, which refuses pickled code, so a malicious ``model.pt``
-cannot run anything. The submission's own code (loading and sampling) runs in a child process,
-in an empty temporary working folder, with a wall-clock limit (counted from when the child has
-imported torch, so that start-up is not the submission's time) and an address-space limit
-(:data:`MEMORY_LIMIT`); its only output is an array file that the evaluator reads with
-``allow_pickle=False`` and checks (float32, shape, finite, range). The history is read
-*before* any submission runs and written back by the evaluator alone, so no submission can
-alter another group's row or earlier days. The child is **not** a security sandbox: it runs
-as the same user and can read or write what that user can, so run the leaderboard on a
-machine (or CI runner) that holds no secrets.
+``torch.load(weights_only=True)``, which refuses pickled code. The submission's own code
+(loading and sampling) runs in a bubblewrap sandbox (:mod:`coursekit.sandbox`): no network,
+a read-only view of only the interpreter, the environment, coursekit and its own folder, a
+private size-capped ``/tmp`` as the only writable place, its own PID namespace and session
+(nothing it starts outlives it), caps on time, on memory and processes for the whole group,
+and ``python -I``. Its only output is a .npy stream that the evaluator reads with
+``allow_pickle=False`` and checks (float32, shape, finite, range); reasons shown anywhere are
+one sanitised line. Without a working ``bwrap`` the kit refuses to run groups' code and says
+how to install it; ``--no-sandbox`` (``sandbox=False``) is for a trusted local run only. The
+history is read *before* any submission runs and written by the evaluator alone.
+
+**Uncertainty.** Each group draws K fresh sets of n samples (``--sets``, default 5): every
+metric is the mean over the sets with their standard deviation, and the paired difference to
+the ``baseline`` group (set k of both drawn with the same seed) with its standard error.
+
+The example submissions that ship with the package are at :func:`example_submissions`.
 """
 
 from __future__ import annotations
