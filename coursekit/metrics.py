@@ -338,8 +338,9 @@ def prdc(real_features: Any, fake_features: Any, nearest_k: int = 5, *,
     matrices), in float64, as squared distances (no square roots: the comparisons are the
     same).  Ties are frequent on quantised features (pixels, rounded codes) and a strict
     ``<`` is decided by one rounding error, so each comparison is settled by the two points
-    alone: exactly when the features are integers times a power of two (then the result
-    equals the package's, which is exact there too), otherwise by recomputing directly every
+    alone: exactly when the features are integers times a power of two (then the result is
+    the exact one, and the package's too as long as its own products are exact: small
+    integers, halves, the digits' 17 levels), otherwise by recomputing directly every
     distance within the rounding bound of a radius.  The result never depends on
     ``block_size``.
 

@@ -505,3 +505,17 @@ def test_copied_fraction_counts_distances_up_to_copy_tol():
     assert out.copied_fraction == 0.5
     assert metrics.nearest_neighbour_memorisation(train[:50], train, test,
                                                   copy_tol=0.0).copied_fraction == 1.0
+
+
+def test_prdc_memory_is_linear_in_n():
+    # Three dense 2000 x 2000 float64 matrices would take 96 MB; blocks of 50 rows (plus
+    # the refinement's masks) stay within a few MB.
+    import tracemalloc
+
+    rng = np.random.default_rng(18)
+    real, fake = rng.standard_normal((2000, 8)), rng.standard_normal((2000, 8))
+    tracemalloc.start()
+    metrics.prdc(real, fake, 5, block_size=50)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 8e6, f"peak {peak / 1e6:.1f} MB"
