@@ -409,14 +409,40 @@ def f_gan_critic_loss(real_v: Any, fake_v: Any, divergence: str | FDivergence) -
     return -variational_bound(divergence, _logits(real_v, "real_v"), _logits(fake_v, "fake_v"))
 
 
-def f_gan_generator_loss(fake_v: Any, divergence: str | FDivergence) -> Tensor:
-    """The generator's part of the bound, ``-E_Q[f*(g_f(V(G(z))))]`` (to minimise).
+F_GAN_OBJECTIVES = ("saddle", "nonsaturating")
 
-    The generator minimises the bound (the saddle-point objective of Nowozin et al., eq. 6);
-    ``E_P[g_f(V)]`` does not depend on it.
+
+def f_gan_generator_loss(
+    fake_v: Any, divergence: str | FDivergence, *, objective: str = "saddle"
+) -> Tensor:
+    """The f-GAN generator's loss on the critic's raw outputs (to minimise).
+
+    - ``"saddle"``: the generator's part of the bound, ``-E_Q[f*(g_f(V(G(z))))]``: the
+      generator minimises the bound (the saddle-point objective of Nowozin et al., eq. 6;
+      ``E_P[g_f(V)]`` does not depend on it). Its gradient weights each sample by
+      ``(f* o g_f)'(V)``: ``e^(V - 1)`` for KL, so the samples the critic already rates
+      highly dominate the update.
+    - ``"nonsaturating"``: ``-E_Q[g_f(V(G(z)))]``, the objective Nowozin et al. use in
+      practice (Sec. 3.2), which generalises the non-saturating loss: for the ``"gan"``
+      row it is :func:`generator_loss_nonsaturating`. Per-sample weight ``g_f'(V)``
+      (1 for KL).
+
+    Args:
+        fake_v: (m,) raw critic outputs ``V(G(z))`` on generated samples.
+        divergence: a key of :data:`F_DIVERGENCES` (or the entry itself).
+        objective: ``"saddle"`` or ``"nonsaturating"``.
+
+    Returns:
+        a scalar tensor.
     """
     div = get_divergence(divergence)
+    if objective not in F_GAN_OBJECTIVES:
+        raise ValueError(
+            f"objective: expected one of {', '.join(F_GAN_OBJECTIVES)}, got {objective!r}"
+        )
     v = _logits(fake_v, "fake_v")
+    if objective == "nonsaturating":
+        return -div.activation(v).mean()
     return -div.conjugate_of_activation(v).mean()
 
 
@@ -673,6 +699,7 @@ def train_gan(
     *,
     loss: str = "nonsaturating",
     divergence: str | None = None,
+    f_gan_objective: str | None = None,
     n_steps: int = 2000,
     batch_size: int = 256,
     lr_g: float = 1e-3,
@@ -701,12 +728,16 @@ def train_gan(
     wgan_gp        :func:`wgan_critic_loss` + gp_weight * GP       :func:`wgan_generator_loss`
     wgan_clip      :func:`wgan_critic_loss`, weights clipped        :func:`wgan_generator_loss`
     f_gan          :func:`f_gan_critic_loss` (``divergence``)      :func:`f_gan_generator_loss`
+                                                                   (``f_gan_objective``)
     ============== =============================================== =============================
 
     Args:
         generator_net: the generator (has ``latent_dim`` and ``sample``).
         critic: maps (n, ...) to (n,) scores.
         data: (N, ...) training set (array or tensor), sampled with replacement.
+        divergence: for ``loss="f_gan"``: a key of :data:`F_DIVERGENCES`.
+        f_gan_objective: for ``loss="f_gan"``: the generator's objective,
+            ``"saddle"`` (default) or ``"nonsaturating"`` (see :func:`f_gan_generator_loss`).
         n_steps: number of generator updates.
         gp_weight: lambda of the gradient penalty (Gulrajani et al. use 10; a small 2-D
             critic with lr 1e-3 trains faster with 0.1-1).
@@ -731,6 +762,12 @@ def train_gan(
         div = get_divergence(divergence)
     elif divergence is not None:
         raise ValueError("divergence: only used with loss='f_gan'")
+    if f_gan_objective is not None and loss != "f_gan":
+        raise ValueError("f_gan_objective: only used with loss='f_gan'")
+    f_gan_objective = "saddle" if f_gan_objective is None else f_gan_objective
+    if f_gan_objective not in F_GAN_OBJECTIVES:
+        raise ValueError(f"f_gan_objective: expected one of {', '.join(F_GAN_OBJECTIVES)}, "
+                         f"got {f_gan_objective!r}")
     n_steps = check_positive_int(n_steps, "n_steps")
     n_critic = check_positive_int(n_critic, "n_critic")
     batch_size = check_positive_int(batch_size, "batch_size")
@@ -785,7 +822,7 @@ def train_gan(
         elif loss == "saturating":
             g_loss = generator_loss_saturating(fake_v)
         elif loss == "f_gan":
-            g_loss = f_gan_generator_loss(fake_v, div)
+            g_loss = f_gan_generator_loss(fake_v, div, objective=f_gan_objective)
         else:
             g_loss = wgan_generator_loss(fake_v)
         opt_g.zero_grad(set_to_none=True)

@@ -149,9 +149,11 @@ def _critic_slopes(loss: str, key: str | None, v_real, v_fake):
     return -torch.ones(n, dtype=v_real.dtype) / n, torch.ones(m, dtype=v_fake.dtype) / m
 
 
-def _generator_slope(loss: str, key: str | None, v):
+def _generator_slope(loss: str, key: str | None, v, objective: str = "saddle"):
     """dL_generator/dV on the generated batch (mean included)."""
     m = len(v)
+    if loss == "f_gan" and objective == "nonsaturating":   # -g_f(V)
+        return -ACT_PRIME[key](v) / m
     if loss == "nonsaturating":                        # softplus(-V)
         return -_sig(-v) / m
     if loss == "saturating":                           # -softplus(V)
@@ -161,8 +163,9 @@ def _generator_slope(loss: str, key: str | None, v):
     return -torch.ones(m, dtype=v.dtype) / m           # -V
 
 
-PAIRINGS = [("nonsaturating", None), ("saturating", None), ("wgan_gp", None),
-            ("wgan_clip", None)] + [("f_gan", k) for k in gan.F_DIVERGENCES]
+PAIRINGS = [("nonsaturating", None, None), ("saturating", None, None),
+            ("wgan_gp", None, None), ("wgan_clip", None, None)] + [
+    ("f_gan", k, obj) for k in gan.F_DIVERGENCES for obj in ("saddle", "nonsaturating")]
 
 
 def _split_calls(critic: RecordingCritic, real_rows: torch.Tensor, fake: torch.Tensor):
@@ -178,8 +181,8 @@ def _split_calls(critic: RecordingCritic, real_rows: torch.Tensor, fake: torch.T
     return real_call, fake_call
 
 
-@pytest.mark.parametrize("loss, key", PAIRINGS)
-def test_train_gan_one_step_gradients(monkeypatch, loss, key):
+@pytest.mark.parametrize("loss, key, objective", PAIRINGS)
+def test_train_gan_one_step_gradients(monkeypatch, loss, key, objective):
     # One train_gan step with a linear critic V(x) = w . x + b and a linear generator
     # G(z) = A z + c: the gradients the two optimizers receive equal the hand-derived ones,
     #   critic:    dL/dw = sum_i s_i x_i over both batches, dL/db = sum_i s_i,
@@ -191,8 +194,9 @@ def test_train_gan_one_step_gradients(monkeypatch, loss, key):
     g, c = LinearGenerator(), RecordingCritic()
     data = np.random.default_rng(0).integers(-3, 4, size=(40, 2)).astype(float)
     gp_weight = 0.7
-    gan.train_gan(g, c, data, loss=loss, divergence=key, n_steps=1, batch_size=16,
-                  gp_weight=gp_weight, clip=10.0, generator=0, show_progress=False)
+    gan.train_gan(g, c, data, loss=loss, divergence=key, f_gan_objective=objective,
+                  n_steps=1, batch_size=16, gp_weight=gp_weight, clip=10.0, generator=0,
+                  show_progress=False)
     opt_g, opt_d = made
     assert len(opt_d.grads) == 1 and len(opt_g.grads) == 1
     # the critic's step saw a real batch (rows of the data) and G(z_1), with the
@@ -215,7 +219,7 @@ def test_train_gan_one_step_gradients(monkeypatch, loss, key):
     torch.testing.assert_close(xg, z2 @ A0.T + c0)
     if loss != "wgan_clip":   # (clipping with c = 10 changes nothing here)
         assert not torch.equal(w1, w0)
-    t = _generator_slope(loss, key, xg @ w1 + b1)
+    t = _generator_slope(loss, key, xg @ w1 + b1, objective or "saddle")
     got_A, got_c = opt_g.grads[0]
     torch.testing.assert_close(got_A, torch.outer(w1, t @ z2), rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(got_c, t.sum() * w1, rtol=1e-10, atol=1e-12)
@@ -292,6 +296,30 @@ def test_f_gan_generator_loss_sign(key):
     if key == "gan":   # the GAN row's saddle-point loss is the minimax (saturating) loss
         torch.testing.assert_close(gan.f_gan_generator_loss(v.detach(), "gan"),
                                    gan.generator_loss_saturating(v.detach()))
+
+
+@pytest.mark.parametrize("key", list(gan.F_DIVERGENCES))
+def test_f_gan_nonsaturating_objective(key):
+    # Nowozin et al., Sec. 3.2: the generator maximises E_Q[g_f(V)]; per-sample weight
+    # g_f'(V) instead of (f* o g_f)'(V) (e^(V - 1) for KL). For the GAN row it is the
+    # non-saturating loss -E log D.
+    v = torch.linspace(-3, 3, 13, dtype=torch.float64, requires_grad=True)
+    gan.f_gan_generator_loss(v, key, objective="nonsaturating").backward()
+    torch.testing.assert_close(v.grad, -ACT_PRIME[key](v.detach()) / len(v))
+    if key == "gan":
+        torch.testing.assert_close(
+            gan.f_gan_generator_loss(v.detach(), "gan", objective="nonsaturating"),
+            gan.generator_loss_nonsaturating(v.detach()))
+    with pytest.raises(ValueError, match="objective"):
+        gan.f_gan_generator_loss(v, key, objective="minimax")
+
+
+def test_train_gan_f_gan_objective_bad_inputs():
+    g, c, x = gan.Generator(hidden=(4,)), gan.Critic(hidden=(4,)), np.zeros((10, 2))
+    with pytest.raises(ValueError, match="f_gan_objective: only used with loss='f_gan'"):
+        gan.train_gan(g, c, x, f_gan_objective="saddle")
+    with pytest.raises(ValueError, match="f_gan_objective: expected one of"):
+        gan.train_gan(g, c, x, loss="f_gan", divergence="kl", f_gan_objective="logD")
 
 
 # ---------------------------------------------------------------------------- DRS burn-in
