@@ -95,8 +95,8 @@ def _same_dim(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str) -> None:
 #
 # The k-NN metrics compare distances with a strict "<", so two equal distances must come out
 # equal: on quantised features (pixels, rounded codes) ties are the rule, and a rounding error
-# of one ulp flips a decision.  The one matrix product that makes the blocked distances fast
-# rounds differently with the block's shape, so each distance is settled as follows:
+# of one ulp flips a decision.  The matrix product that makes the blocked distances fast may
+# round differently with the block's shape, so each distance is settled as follows:
 #
 # 1. every set is shifted by one common centre (a coordinate-wise median of the reference set:
 #    a value the data take, so quantised features stay on their grid and x - c is exact);
