@@ -14,6 +14,7 @@ The code behind Lecture 2 and Practical 2 (a GAN is an implicit model: a push-fo
   :func:`clip_weights` (Arjovsky et al. 2017), :func:`spectral_norm` by power iteration
   (Miyato et al. 2018; the critic itself uses ``torch.nn.utils.parametrizations.spectral_norm``);
   the zero-centred :func:`r1_penalty` on real data (Mescheder et al. 2018);
+  :func:`lipschitz_upper_bound`, a certified bound for the Kantorovich-Rubinstein estimate;
 - models: :class:`Generator`, :class:`Critic` (MLPs for 2-D toys), :class:`DigitGenerator`,
   :class:`DigitCritic` (MLPs for the 8x8 digits), and the alternating loop :func:`train_gan`;
 - the Dirac-GAN's training dynamics (Mescheder et al. 2018): :func:`dirac_gan_trajectory`;
@@ -516,6 +517,49 @@ def critic_gradient_norms(critic: nn.Module, x: Any) -> Tensor:
     x = as_tensor(x, "x", like=critic, detach=True).clone().requires_grad_(True)
     (grad,) = torch.autograd.grad(critic(x).sum(), x)
     return grad.flatten(1).norm(dim=1).detach()
+
+
+def lipschitz_upper_bound(critic: nn.Module) -> float:
+    """A certified upper bound on the Lipschitz constant of a :class:`Critic` (l2 norms).
+
+    ``prod_l ||W_l||_2 / scale``: each linear layer is ``||W_l||_2``-Lipschitz (its exact
+    largest singular value, not a power-iteration estimate), LeakyReLU / ReLU are
+    1-Lipschitz, and the input is divided by ``scale``. Unlike the largest gradient norm
+    seen on samples (:func:`critic_gradient_norms`), which can only under-estimate the
+    Lipschitz constant ``L``, this bound ``B >= L`` makes the Kantorovich-Rubinstein
+    estimate a certified lower bound: ``(E_P f - E_Q f) / B <= W_1(P, Q)``.
+
+    Args:
+        critic: a :class:`Critic` (or :class:`DigitCritic`): its ``net`` holds only linear
+            layers (spectrally normalised or not) and (Leaky)ReLU activations.
+
+    Returns:
+        the bound, a float (the layers are read in eval mode, so spectral normalisation
+        runs no extra power iteration and the critic's state is unchanged).
+    """
+    net = getattr(critic, "net", None)
+    if not isinstance(critic, nn.Module) or not isinstance(net, nn.Sequential):
+        raise TypeError(
+            f"critic: expected a coursekit Critic (an MLP in .net), got {type(critic).__name__}"
+        )
+    was_training = critic.training
+    critic.eval()   # a training-mode access to a spectral-normalised weight iterates u, v
+    try:
+        bound = 1.0 / float(getattr(critic, "scale", 1.0))
+        with torch.no_grad():
+            for layer in net:
+                if isinstance(layer, nn.Linear):
+                    bound *= float(torch.linalg.matrix_norm(layer.weight.double(), ord=2))
+                elif isinstance(layer, nn.LeakyReLU) and abs(layer.negative_slope) <= 1.0:
+                    continue
+                elif not isinstance(layer, (nn.ReLU, nn.Identity)):
+                    raise TypeError(
+                        f"critic: no Lipschitz bound for a layer {type(layer).__name__}; "
+                        "expected Linear and (Leaky)ReLU layers"
+                    )
+    finally:
+        critic.train(was_training)
+    return bound
 
 
 def clip_weights(module: nn.Module, clip: float) -> None:
