@@ -6,7 +6,9 @@ A script, not a test: nothing asserts, the figures go to the README.
 1. **Exact score** (``diffusion.example_mixture()``; its denoiser is exact, so every error
    is discretisation error). For DDPM ancestral (linear betas, T = 1000 and sub-schedules),
    DDIM (eta = 0, trailing), Euler and Heun on the EDM grid (rho = 7, sigma in [0.002, 80]),
-   and at equal cost (43 calls) Euler-Maruyama, predictor-corrector and Heun:
+   flow matching's ODE (``flow_matching.sample_ode`` with the exact velocity, Euler and Heun
+   on a uniform grid in t) at the same NFE, and at equal cost (43 calls) Euler-Maruyama,
+   predictor-corrector and Heun:
    - quality: ``diffusion.grid_tv``, the total variation between the samples' histogram
      (30 x 30 grid) and the exact cell probabilities, against its floor (mean and s.d. of the
      TV of exact samples of the same size, ``diffusion.grid_tv_floor``). "z" is
@@ -35,6 +37,7 @@ import torch
 
 import coursekit as ck
 from coursekit import diffusion as df
+from coursekit import flow_matching as fm
 
 
 class Quality:
@@ -158,6 +161,15 @@ def main() -> None:
             d = (x[:n_ref_pts] - ref_edm).norm(dim=1)
             med[name].append(float(d.median()))
             rows.append((name, nfe(N), *quality(x), float(d.mean())))
+    # flow matching's ODE (linear interpolant, exact velocity, uniform grid in t) from the
+    # same N(0, I) draws, at the NFE of the EDM rows
+    def vel(x: torch.Tensor, t: float) -> torch.Tensor:
+        return fm.exact_velocity(mix, x, t)
+
+    for name, method, nfe in (("Flow matching Euler", "euler", lambda N: N),
+                              ("Flow matching Heun", "heun", lambda N: 2 * N - 1)):
+        for N in steps_list:
+            rows.append((name, nfe(N), *quality(fm.sample_ode(vel, z, N, method)), float("nan")))
     for N in [35, 140]:
         x = df.euler_maruyama(mix.denoise, x0, df.edm_sigmas(N), generator=3)
         rows.append(("Euler-Maruyama", N, *quality(x), float("nan")))
