@@ -837,12 +837,18 @@ def grid_tv(
     Returns:
         the distance, in [0, 1].
     """
-    from coursekit.divergences import total_variation
-
     probs, edges = grid_cell_probabilities(mixture, sigma=sigma, bins=bins, lim=lim)
     x = check_array(samples, "samples", ndim=2, min_rows=1)
     if x.shape[1] != mixture.dim:
         raise ValueError(f"samples: expected shape (n, {mixture.dim}), got {x.shape}")
+    return _grid_tv(x, probs, edges)
+
+
+def _grid_tv(x: np.ndarray, probs: np.ndarray, edges: list[np.ndarray]) -> float:
+    """grid_tv of checked (n, d) samples against precomputed cell probabilities."""
+    from coursekit.divergences import total_variation
+
+    bins = probs.shape[0]
     # Cell index per axis; points on or beyond an outer edge go to the outside cell.
     idx = np.stack([np.searchsorted(e, x[:, j], side="right") - 1
                     for j, e in enumerate(edges)], 1)  # (n, d)
@@ -868,11 +874,11 @@ def grid_tv_floor(
     Returns:
         (mean, standard deviation) of the TV of n exact samples.
     """
+    probs, edges = grid_cell_probabilities(mixture, sigma=sigma, bins=bins, lim=lim)
     n = check_positive_int(n, "n")
     n_repeats = check_positive_int(n_repeats, "n_repeats", minimum=2)
     rng = as_rng(rng, "rng")
-    tvs = [grid_tv(mixture.sample(n, sigma, rng=rng), mixture, sigma=sigma, bins=bins, lim=lim)
-           for _ in range(n_repeats)]
+    tvs = [_grid_tv(mixture.sample(n, sigma, rng=rng), probs, edges) for _ in range(n_repeats)]
     return float(np.mean(tvs)), float(np.std(tvs, ddof=1))
 
 
