@@ -9,7 +9,8 @@ bubblewrap>`_ (``bwrap``, the Debian/Ubuntu package ``bubblewrap``):
   UTS namespaces, its own session (no terminal injection);
 - **filesystem**: a read-only view of only the interpreter, the Python environment, the
   ``coursekit`` package and the one submission folder (at ``/submission``); a private,
-  size-capped ``tmpfs`` at ``/tmp`` is the only writable place and vanishes with the run;
+  size-capped ``tmpfs`` at ``/tmp`` (and one at ``/dev/shm``) is the only writable place and
+  vanishes with the run; the sandbox's root and ``/dev`` are read-only;
   ``/proc`` shows the sandbox's own processes only (no other process's environment);
 - **limits**: per process, an address-space, file-size, open-file and CPU-time cap; for the
   whole sandbox, a watchdog in the evaluator that sums the memory (PSS) of all its processes
@@ -71,7 +72,8 @@ class Limits:
         memory: bytes of memory for the whole sandbox (the sum over all its processes), also
             each process's address-space cap.
         processes: most processes (and threads) alive at once, the evaluator's own included.
-        disk: bytes of the private ``/tmp`` (and the largest file a process may write).
+        disk: bytes of the private ``/tmp``, and of ``/dev/shm`` (also the largest file a
+            process may write).
         open_files: most open files per process.
         output: most bytes the sandbox may send back on its standard output.
     """
@@ -170,12 +172,19 @@ def bwrap_command(argv: Sequence[str], submission: str | Path | None, limits: Li
            "--die-with-parent", "--new-session",
            *_system_binds(), *_python_binds(),
            "--proc", "/proc", "--dev", "/dev",
+           # The only writable places, each a private tmpfs of limits.disk bytes: /tmp (the
+           # working folder) and /dev/shm (shared memory, which multiprocessing uses).
+           "--size", str(limits.disk), "--tmpfs", "/dev/shm",
            "--size", str(limits.disk), "--tmpfs", "/tmp", "--chdir", "/tmp",
            "--clearenv", "--setenv", "HOME", "/tmp", "--setenv", "TMPDIR", "/tmp",
            "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "LANG", "C.UTF-8",
            "--setenv", "OMP_NUM_THREADS", "1", "--setenv", "MPLBACKEND", "Agg"]
     if submission is not None:
         cmd += ["--ro-bind", str(Path(submission).resolve()), SUBMISSION_MOUNT]
+    # bubblewrap builds the sandbox's root and /dev as tmpfs of unbounded size: once every
+    # mount point exists, make both read-only, so that no file can be written outside the
+    # capped tmpfs above.
+    cmd += ["--remount-ro", "/dev", "--remount-ro", "/"]
     return [*cmd, "--", *argv]
 
 

@@ -225,21 +225,28 @@ def test_memory_is_capped_for_all_its_processes_together(tmp_path) -> None:
 @needs_bwrap
 def test_disk_is_capped(tmp_path) -> None:
     folder = _group(tmp_path, "filler", """
-        def sample(model, n, generator):
+        def fill(path):
             written = 0
             try:
-                with open('/tmp/big', 'wb') as f:
+                with open(path, 'wb') as f:
                     for _ in range(200):
                         f.write(b'x' * 2**20)
                         f.flush()
                         written += 1
             except OSError:
                 pass
-            raise ValueError(f'WROTE {written}')
+            return written
+
+        def sample(model, n, generator):
+            # The sandbox's root and /dev are read-only; /tmp and /dev/shm are capped.
+            sizes = [fill(p) for p in ('/tmp/big', '/dev/shm/big', '/big', '/dev/big')]
+            raise ValueError('WROTE ' + ' '.join(map(str, sizes)))
         """)
     reason = _draw(folder)
     assert reason.startswith("sample() raised ValueError: WROTE"), reason
-    assert int(reason.split()[-1]) <= SMALL.disk // 2**20
+    tmp, shm, root, dev = map(int, reason.split()[-4:])
+    assert tmp <= SMALL.disk // 2**20 and shm <= SMALL.disk // 2**20, reason
+    assert root == dev == 0, reason
 
 
 @needs_bwrap
