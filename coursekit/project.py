@@ -401,6 +401,9 @@ def draw_samples(submission: str | Path, n: int = DEFAULT_N, *, seed: int = 0,
     limits = _limits(limits)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise ValueError(f"seed: expected an integer, got {seed!r}")
+    if folder.is_symlink():
+        # Its target would be bound into the sandbox: a link to / would show the whole disk.
+        raise SubmissionError("the submission folder is a symbolic link: submit a real folder")
     if not folder.is_dir():
         raise SubmissionError("the submission is not a folder")
     model_pt = folder / "model.pt"

@@ -299,6 +299,15 @@ def test_group_names_cannot_be_formulas(tmp_path) -> None:
         project.safe_group_name("")
 
 
+def test_a_group_folder_linked_elsewhere_is_refused(tmp_path) -> None:
+    # A link to / would bind the whole disk at /submission: refused before anything runs.
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    (subs / "linked").symlink_to("/", target_is_directory=True)
+    with pytest.raises(project.SubmissionError, match="symbolic link"):
+        project.draw_samples(subs / "linked", N)
+
+
 def test_without_bwrap_the_kit_refuses_to_run(tmp_path) -> None:
     _group(tmp_path / "subs", "g", "")
     env = {**os.environ, "PATH": str(tmp_path)}  # no bwrap on this PATH
