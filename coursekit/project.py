@@ -788,6 +788,10 @@ def leaderboard(submissions: str | Path, history: str | Path, site: str | Path, 
         raise ValueError(f"submissions: {folder} is not a folder")
     if not Path(history).resolve().parent.is_dir():
         raise ValueError(f"history: the folder of {history} does not exist")
+    try:  # the page's folder, made now: a bad --out must not lose a morning of evaluation
+        Path(site).mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"site: cannot create {site}: {e.strerror}") from None
     groups = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not groups:
         raise ValueError(f"submissions: {folder} holds no group folder")

@@ -334,3 +334,6 @@ def test_sandbox_arguments_are_checked(tmp_path) -> None:
         project.draw_samples(tmp_path, N, sandbox="no")
     with pytest.raises(ValueError, match="history"):
         project.leaderboard(tmp_path, tmp_path / "nope" / "h.csv", tmp_path / "s")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match="site"):
+        project.leaderboard(tmp_path, tmp_path / "h.csv", tmp_path / "file" / "site")
