@@ -146,7 +146,11 @@ def main(argv: list[str] | None = None) -> int:
             status = "ok " if not rec["errors"] else f"{len(rec['errors'])} error(s)"
             print(f"{status:>12}  seed {rec['seed']:>3}  {rec['kernel']:>7}  {rec['path']}",
                   file=sys.stderr, flush=True)
+            for e in rec["errors"]:
+                print(f"{'':>14}code cell {e['cell']} {e['ename']}: {e['line']}", file=sys.stderr)
             records.append(rec)
+            if args.json:  # after every run, so that a long run can be read while it goes
+                args.json.write_text(json.dumps(records, indent=1))
     if args.json:
         args.json.write_text(json.dumps(records, indent=1))
     print(report(records))

@@ -7,7 +7,7 @@ book's printed numbers are the ones its authors saw. With ``COURSEKIT_SEED=s`` f
 ``s``, every seed of the chapter is mixed with ``s``: *all* the chapter's randomness moves
 together, and re-running the chapter answers "does this hold for another seed?"::
 
-    COURSEKIT_SEED=3 jupyter nbconvert --execute --to notebook book/lecture2_gans/original_gan.ipynb
+    COURSEKIT_SEED=3 jupyter execute book/lecture2_gans/original_gan.ipynb
     python benchmarks/check_seeds.py book/lecture2_gans/original_gan.ipynb --seeds 10
 
 A chapter therefore never calls ``np.random.default_rng(k)``, ``torch.manual_seed(k)`` or
