@@ -25,7 +25,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from coursekit import baselines
 from coursekit.numerics import LOG_2PI
 from coursekit.validation import (
     GeneratorLike,
@@ -42,8 +41,6 @@ __all__ = [
     "MaskedConv2d",
     "PixelCNN",
     "ancestral_sample",
-    "bernoulli_baseline_log_prob",
-    "bits_per_dim",
     "chain_rule_conditionals",
     "filtered_probs",
     "joint_from_conditionals",
@@ -379,24 +376,6 @@ class MADE(nn.Module):
         return ancestral_sample(cond, steps, n, generator=generator, device=device).to(dtype)
 
 
-def bernoulli_baseline_log_prob(train: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """log p(x) under independent Bernoulli pixels fitted on ``train``: (m,) nats.
-
-    The one definition lives in :func:`coursekit.baselines.independent_pixels_log_prob`
-    (add-one smoothing); this name is kept for the chapters that introduced it.
-    """
-    return baselines.independent_pixels_log_prob(train, x)
-
-
-def bits_per_dim(log_prob: torch.Tensor, n_dims: int) -> float:
-    """Average negative log-likelihood in bits per dimension: -mean(log p) / (D ln 2)."""
-    n_dims = check_positive_int(n_dims, "n_dims")
-    log_prob = as_tensor(log_prob, "log_prob", ndim=(0, 1), min_rows=0, detach=True)
-    if log_prob.numel() == 0:
-        raise ValueError("log_prob: expected at least one log-probability, got an empty array")
-    return float(-log_prob.double().mean() / (n_dims * math.log(2.0)))
-
-
 # ---------------------------------------------------------------------------------------------
 # PixelCNN
 # ---------------------------------------------------------------------------------------------
@@ -532,29 +511,6 @@ class PixelCNN(nn.Module):
                 logits = self(x)[:, :, r, c]  # (n, C): depends on pixels before (r, c) only
                 x[:, 0, r, c] = sample_logits(logits, temperature, generator=generator)
         return x
-
-
-# ---------------------------------------------------------------------------------------------
-# The character language model moved to coursekit.language_model (its own topic); the old
-# names still resolve here, so ``ar.CharVocab`` keeps working.
-# ---------------------------------------------------------------------------------------------
-
-_MOVED_TO_LANGUAGE_MODEL = frozenset({
-    "BOOK_TEXT_FILES", "CharTransformer", "CharVocab", "generate", "load_book_text",
-    "load_corpus", "sequence_log_prob", "text_windows",
-})
-
-
-def __getattr__(name: str):  # PEP 562: resolved on first use, so no circular import
-    if name in _MOVED_TO_LANGUAGE_MODEL:
-        from coursekit import language_model
-
-        return getattr(language_model, name)
-    if name == "FALLBACK_TEXT":
-        from coursekit.language_model import load_corpus
-
-        return load_corpus()
-    raise AttributeError(f"module 'coursekit.autoregressive' has no attribute {name!r}")
 
 
 # ---------------------------------------------------------------------------------------------
