@@ -398,7 +398,11 @@ class MaskedConv2d(nn.Conv2d):
                  kernel_size: int | tuple[int, int], **conv2d_kwargs) -> None:
         if mask_type not in ("A", "B"):
             raise ValueError(f"mask_type: expected 'A' or 'B', got {mask_type!r}")
-        kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
+        ks = (kernel_size if isinstance(kernel_size, (tuple, list)) and len(kernel_size) == 2
+              else (kernel_size, kernel_size))
+        kh, kw = (check_positive_int(k, "kernel_size") for k in ks)
+        in_channels = check_positive_int(in_channels, "in_channels")
+        out_channels = check_positive_int(out_channels, "out_channels")
         if kh % 2 == 0 or kw % 2 == 0 or kh < 1 or kw < 1:
             raise ValueError(f"kernel_size: expected odd sizes, got {kernel_size}")
         conv2d_kwargs.setdefault("padding", (kh // 2, kw // 2))

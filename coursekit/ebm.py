@@ -260,6 +260,9 @@ def contrastive_divergence_loss(
         the loss, a scalar tensor.
     """
     energy_reg = check_nonnegative(energy_reg, "energy_reg")
+    x, u = _points(energy, x, "x"), _points(energy, u, "u")
+    if u.shape[1] != x.shape[1]:
+        raise ValueError(f"u: expected {x.shape[1]} coordinates per row like x, got {u.shape[1]}")
     return _cd_loss(energy(x), energy(u.detach()), energy_reg)
 
 
