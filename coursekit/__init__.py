@@ -16,10 +16,10 @@ Topic modules are imported on demand (``from coursekit import gmm``):
 
 - Lecture 1: ``sampling``, ``gmm``, ``divergences``, ``transport`` (1-D Monge map, stochastic
   linear transport), ``autoregressive``, ``language_model``, ``tokenizer`` (byte-pair
-  encoding), ``flows``, ``ebm``, ``mcmc`` (MALA, HMC, effective sample size), ``vae``;
+  encoding), ``normalizing_flows``, ``ebm``, ``mcmc`` (MALA, HMC, effective sample size), ``vae``;
 - Lecture 2: ``gan``; Lecture 3: ``diffusion``; Lecture 4: ``metrics``;
-- the practicals' check cells: ``practical1_checks``, ``practical2_checks``,
-  ``practical3_checks``; the student handouts: ``handout``;
+- the practicals' check cells: the subpackage ``practicals`` (one module per practical,
+  named like its notebook);
 - the course project: ``project`` (the shared generator, evaluation, leaderboard).
 
 The conventions every module follows are in CONTRIBUTING.md.
@@ -28,6 +28,6 @@ The conventions every module follows are in CONTRIBUTING.md.
 from coursekit.seeding import seed_everything
 from coursekit.utils import get_device, progress, train
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = ["__version__", "get_device", "progress", "seed_everything", "train"]

@@ -25,7 +25,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from coursekit import baselines
 from coursekit.numerics import LOG_2PI
 from coursekit.validation import (
     GeneratorLike,
@@ -42,8 +41,6 @@ __all__ = [
     "MaskedConv2d",
     "PixelCNN",
     "ancestral_sample",
-    "bernoulli_baseline_log_prob",
-    "bits_per_dim",
     "chain_rule_conditionals",
     "filtered_probs",
     "joint_from_conditionals",
@@ -379,24 +376,6 @@ class MADE(nn.Module):
         return ancestral_sample(cond, steps, n, generator=generator, device=device).to(dtype)
 
 
-def bernoulli_baseline_log_prob(train: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """log p(x) under independent Bernoulli pixels fitted on ``train``: (m,) nats.
-
-    The one definition lives in :func:`coursekit.baselines.independent_pixels_log_prob`
-    (add-one smoothing); this name is kept for the chapters that introduced it.
-    """
-    return baselines.independent_pixels_log_prob(train, x)
-
-
-def bits_per_dim(log_prob: torch.Tensor, n_dims: int) -> float:
-    """Average negative log-likelihood in bits per dimension: -mean(log p) / (D ln 2)."""
-    n_dims = check_positive_int(n_dims, "n_dims")
-    log_prob = as_tensor(log_prob, "log_prob", ndim=(0, 1), min_rows=0, detach=True)
-    if log_prob.numel() == 0:
-        raise ValueError("log_prob: expected at least one log-probability, got an empty array")
-    return float(-log_prob.double().mean() / (n_dims * math.log(2.0)))
-
-
 # ---------------------------------------------------------------------------------------------
 # PixelCNN
 # ---------------------------------------------------------------------------------------------
@@ -419,7 +398,11 @@ class MaskedConv2d(nn.Conv2d):
                  kernel_size: int | tuple[int, int], **conv2d_kwargs) -> None:
         if mask_type not in ("A", "B"):
             raise ValueError(f"mask_type: expected 'A' or 'B', got {mask_type!r}")
-        kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
+        ks = (kernel_size if isinstance(kernel_size, (tuple, list)) and len(kernel_size) == 2
+              else (kernel_size, kernel_size))
+        kh, kw = (check_positive_int(k, "kernel_size") for k in ks)
+        in_channels = check_positive_int(in_channels, "in_channels")
+        out_channels = check_positive_int(out_channels, "out_channels")
         if kh % 2 == 0 or kw % 2 == 0 or kh < 1 or kw < 1:
             raise ValueError(f"kernel_size: expected odd sizes, got {kernel_size}")
         conv2d_kwargs.setdefault("padding", (kh // 2, kw // 2))
@@ -532,29 +515,6 @@ class PixelCNN(nn.Module):
                 logits = self(x)[:, :, r, c]  # (n, C): depends on pixels before (r, c) only
                 x[:, 0, r, c] = sample_logits(logits, temperature, generator=generator)
         return x
-
-
-# ---------------------------------------------------------------------------------------------
-# The character language model moved to coursekit.language_model (its own topic); the old
-# names still resolve here, so ``ar.CharVocab`` keeps working.
-# ---------------------------------------------------------------------------------------------
-
-_MOVED_TO_LANGUAGE_MODEL = frozenset({
-    "BOOK_TEXT_FILES", "CharTransformer", "CharVocab", "generate", "load_book_text",
-    "load_corpus", "sequence_log_prob", "text_windows",
-})
-
-
-def __getattr__(name: str):  # PEP 562: resolved on first use, so no circular import
-    if name in _MOVED_TO_LANGUAGE_MODEL:
-        from coursekit import language_model
-
-        return getattr(language_model, name)
-    if name == "FALLBACK_TEXT":
-        from coursekit.language_model import load_corpus
-
-        return load_corpus()
-    raise AttributeError(f"module 'coursekit.autoregressive' has no attribute {name!r}")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -94,7 +94,7 @@ _SAMPLERS = {
 }
 
 
-def toy_2d(name: str, n: int, rng: RngLike = None, *, seed: RngLike = None) -> np.ndarray:
+def toy_2d(name: str, n: int, rng: RngLike = None) -> np.ndarray:
     """Draw ``n`` points from a 2-D toy distribution.
 
     Args:
@@ -102,7 +102,6 @@ def toy_2d(name: str, n: int, rng: RngLike = None, *, seed: RngLike = None) -> n
         n: number of points.
         rng: a NumPy ``Generator``, an int seed or None (a seed drawn from NumPy's global
             state, which ``seed_everything`` seeds), like every NumPy function of coursekit.
-        seed: the old name of ``rng`` (same meaning); pass one of the two.
 
     Returns:
         x: (n, 2) float64 array.
@@ -110,10 +109,6 @@ def toy_2d(name: str, n: int, rng: RngLike = None, *, seed: RngLike = None) -> n
     if not isinstance(name, str) or name not in _SAMPLERS:
         raise ValueError(f"name: unknown toy data set {name!r}; valid names: {', '.join(TOY_2D)}")
     n = check_positive_int(n, "n")
-    if seed is not None:
-        if rng is not None:
-            raise ValueError("rng: pass rng or its old name seed, not both")
-        return _SAMPLERS[name](n, as_rng(seed, "seed"))
     return _SAMPLERS[name](n, as_rng(rng, "rng"))
 
 

@@ -56,6 +56,8 @@ from coursekit.validation import (
     as_rng,
     as_tensor,
     check_array,
+    check_callable,
+    check_finite,
     check_nonnegative,
     check_positive,
     check_positive_int,
@@ -223,7 +225,8 @@ class NoisedGaussianMixture:
         Its gradient in x is the exact classifier-guidance term (Dhariwal & Nichol 2021).
         """
         comps = np.atleast_1d(np.asarray(classes))
-        if comps.size == 0 or comps.min() < 0 or comps.max() >= self.n_components:
+        if (comps.ndim != 1 or comps.size == 0 or not np.issubdtype(comps.dtype, np.integer)
+                or comps.min() < 0 or comps.max() >= self.n_components):
             raise ValueError(
                 f"classes: expected component indices in [0, {self.n_components - 1}], "
                 f"got {classes!r}"
@@ -375,12 +378,21 @@ def _check_sigmas(sigmas: Any) -> list[float]:
 # --------------------------------------------------------------------------------------
 
 
-def _prepare_x(x: Any, model: Any) -> torch.Tensor:
+def _prepare_x(x: Any, model: Any, name: str = "denoiser") -> torch.Tensor:
+    check_callable(model, name)
     like = model if isinstance(model, nn.Module) else None
     if like is None:
         owner = getattr(model, "__self__", None)  # a bound method of a Module
         like = owner if isinstance(owner, nn.Module) else None
     return as_tensor(x, "x", like=like, detach=True)
+
+
+def _fits(x: torch.Tensor, net: Any, name: str) -> torch.Tensor:
+    # The caller's batch must fit a NoiseConditionalMLP's ``dim`` (else its forward names "x").
+    dim = getattr(net, "dim", None)
+    if dim is not None and x[0].numel() != dim:
+        raise ValueError(f"{name}: expected rows of {dim} values, got shape {tuple(x.shape)}")
+    return x
 
 
 def _randn(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
@@ -404,6 +416,7 @@ def eps_from_denoiser(denoiser: Denoiser, betas: Any) -> EpsModel:
     eps = (x_VE - D(x_VE; sigma_t)) / sigma_t = -sigma_t grad log p_sigma_t(x_VE).
     ``t`` is an int or an (n,) integer tensor.
     """
+    check_callable(denoiser, "denoiser")
     sig = vp_sigmas(betas)
     ab = alpha_bars(betas)
 
@@ -430,7 +443,12 @@ def q_sample(x0: Any, t: Any, betas: Any, *, generator: GeneratorLike = None) ->
     x0 = as_tensor(x0, "x0")
     ab = alpha_bars(betas).to(device=x0.device, dtype=x0.dtype)
     shape = (-1,) + (1,) * (x0.ndim - 1)
-    a = ab[torch.as_tensor(t, device=x0.device).long()]
+    steps = as_tensor(t, "t", dtype=torch.float64, ndim=(0, 1), min_rows=0, detach=True)
+    if bool(((steps != steps.round()) | (steps < 0) | (steps >= len(ab))).any()) or (
+            steps.numel() not in (1, len(x0))):  # never wrapped (-1) nor truncated (2.7)
+        raise ValueError(f"t: expected an int or one integer step in [0, {len(ab) - 1}] per "
+                         f"row of x0 ({len(x0)}), got {t!r:.60}")
+    a = ab[steps.long().to(x0.device)]
     a = a.view(shape) if a.ndim == 1 else a
     g = as_generator(generator, "generator", device=x0.device)
     return a.sqrt() * x0 + (1 - a).sqrt() * _randn(x0, g)
@@ -462,7 +480,7 @@ def ddpm_sample(
     Returns:
         (n, ...) samples x_0; T model calls.
     """
-    x = _prepare_x(x, eps_model)
+    x = _prepare_x(x, eps_model, "eps_model")
     b = _check_betas(betas)
     if variance not in ("beta", "posterior"):
         raise ValueError(f"variance: expected 'beta' or 'posterior', got {variance!r}")
@@ -536,7 +554,7 @@ def ddim_sample(
         final_alpha_bar_one: abar_prev = 1 at the last step (correct).
         generator: torch generator (used when eta > 0).
     """
-    x = _prepare_x(x, eps_model)
+    x = _prepare_x(x, eps_model, "eps_model")
     b = _check_betas(betas)
     eta = check_nonnegative(eta, "eta")
     ts = ddim_timesteps(len(b), n_steps, spacing)
@@ -728,9 +746,11 @@ def solve_pf_ode(
     """
     from scipy.integrate import solve_ivp
 
+    check_callable(denoiser, "denoiser")
     x = as_tensor(x, "x", dtype=torch.float64, detach=True)
     hi = check_positive(sigma_start, "sigma_start")
-    end = float(sigma_end)
+    end = check_nonnegative(sigma_end, "sigma_end")
+    rtol, atol = check_positive(rtol, "rtol"), check_positive(atol, "atol")
     if not (0 <= end < hi):
         raise ValueError(f"sigma_end: expected 0 <= sigma_end < sigma_start, got {sigma_end}")
     lo = end if end > 0 else 1e-6 * hi
@@ -1068,7 +1088,10 @@ def edm_loss(
     """
     if not isinstance(denoiser, EDMDenoiser):
         raise TypeError(f"denoiser: expected an EDMDenoiser, got {type(denoiser).__name__}")
-    y = as_tensor(y, "y", like=denoiser)
+    y = _fits(as_tensor(y, "y", like=denoiser), denoiser.net, "y")
+    p_mean, p_std = check_finite(p_mean, "p_mean"), check_positive(p_std, "p_std")
+    if not 0 <= check_nonnegative(p_uncond, "p_uncond") <= 1:
+        raise ValueError(f"p_uncond: expected a probability, got {p_uncond}")
     g = as_generator(generator, "generator", device=y.device)
     n = y.shape[0]
     shape = (-1,) + (1,) * (y.ndim - 1)
@@ -1078,9 +1101,12 @@ def edm_loss(
     sd = denoiser.sigma_data
     weight = (s**2 + sd**2) / (s * sd) ** 2  # (n,)          lambda(sigma)
     if labels is not None:
-        labels = torch.as_tensor(labels, device=y.device).long()
-        if not 0 <= p_uncond <= 1:
-            raise ValueError(f"p_uncond: expected a probability, got {p_uncond}")
+        lab = as_tensor(labels, "labels", dtype=torch.float64, shape=(n,), detach=True)
+        n_cls = getattr(denoiser.net, "n_classes", math.inf)
+        if bool(((lab != lab.round()) | (lab < 0) | (lab > n_cls)).any()):
+            raise ValueError(f"labels: expected (n,) class indices in [0, {n_cls}] (the last "
+                             "one: no label)")
+        labels = lab.long().to(y.device)
         if p_uncond > 0:
             n_cls = denoiser.net.n_classes
             drop = torch.rand(n, generator=g, device=y.device) < p_uncond
@@ -1101,7 +1127,7 @@ class DDPMEpsModel(nn.Module):
 
     def __init__(self, net: nn.Module, betas: Any) -> None:
         super().__init__()
-        self.net = net
+        self.net = check_callable(net, "net")
         self.register_buffer("log_sigmas", vp_sigmas(betas).log().float())
 
     def forward(self, x: torch.Tensor, t: Any) -> torch.Tensor:
@@ -1114,7 +1140,7 @@ def ddpm_loss(eps_model: nn.Module, x0: torch.Tensor, betas: Any, *,
               generator: GeneratorLike = None) -> torch.Tensor:
     """Ho et al.'s simplified loss E_{t, x0, eps} ||eps - eps_theta(sqrt(abar_t) x0 +
     sqrt(1 - abar_t) eps, t)||^2 (per coordinate), t uniform on 0 .. T-1."""
-    x0 = as_tensor(x0, "x0", like=eps_model)
+    x0 = _fits(as_tensor(x0, "x0", like=eps_model), getattr(eps_model, "net", None), "x0")
     ab = alpha_bars(betas).to(device=x0.device, dtype=x0.dtype)
     g = as_generator(generator, "generator", device=x0.device)
     t = torch.randint(0, len(ab), (x0.shape[0],), generator=g, device=x0.device)
@@ -1133,6 +1159,7 @@ def guided_denoiser(cond: Denoiser, uncond: Denoiser, w: float) -> Denoiser:
     """
     if not (isinstance(w, (int, float)) and math.isfinite(w)):
         raise ValueError(f"w: expected a finite number, got {w!r}")
+    check_callable(cond, "cond"), check_callable(uncond, "uncond")
 
     def denoiser(x: torch.Tensor, sigma: Any) -> torch.Tensor:
         dc = cond(x, sigma)

@@ -77,7 +77,7 @@ def langevin(
     return_chain: bool = False,
     generator: GeneratorLike = None,
     noise_scale: float = 1.0,
-    grad_clip: float | None = None,
+    clip_energy_grad: float | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Unadjusted Langevin algorithm (ULA): ``x <- x - eta grad E(x) + sqrt(2 eta) xi``.
 
@@ -96,7 +96,8 @@ def langevin(
             global state) for the noise, on the device of the chains.
         noise_scale: multiplies the noise term (1 = exact Langevin; < 1 is the "cold"
             sampler used to train EBMs, Du & Mordatch 2019; Nijkamp et al. 2019).
-        grad_clip: if set, clip each coordinate of ``grad E`` to ``[-grad_clip, grad_clip]``
+        clip_energy_grad: if set, clip each coordinate of ``grad E`` to
+            ``[-clip_energy_grad, clip_energy_grad]``
             (a stabilization trick for learned energies).
 
     Returns:
@@ -108,15 +109,15 @@ def langevin(
     n_steps = check_positive_int(n_steps, "n_steps")
     noise_scale = check_nonnegative(noise_scale, "noise_scale")
     generator = as_generator(generator, "generator", device=x0.device)
-    if grad_clip is not None:
-        grad_clip = check_positive(grad_clip, "grad_clip")
+    if clip_energy_grad is not None:
+        clip_energy_grad = check_positive(clip_energy_grad, "clip_energy_grad")
     x = x0.detach().clone()
     chain = [x] if return_chain else None
     sigma = noise_scale * math.sqrt(2.0 * eta)
     for _ in range(n_steps):
         g = energy_grad(energy, x)
-        if grad_clip is not None:
-            g = g.clamp(-grad_clip, grad_clip)
+        if clip_energy_grad is not None:
+            g = g.clamp(-clip_energy_grad, clip_energy_grad)
         x = x - eta * g
         if noise:
             xi = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
@@ -240,6 +241,38 @@ class EnergyMLP(nn.Module):
         return self.log_out_scale.exp() * self.net(x).squeeze(-1)
 
 
+def contrastive_divergence_loss(
+    energy: Energy, x: torch.Tensor, u: torch.Tensor, energy_reg: float = 0.0
+) -> torch.Tensor:
+    """The EBM training loss of one step: ``mean E(x) - mean E(u) + reg (mean E(x)^2 + mean E(u)^2)``.
+
+    Its gradient in the parameters is the negative log-likelihood gradient
+    ``E_data[grad E] - E_model[grad E]`` with the model expectation replaced by the samples
+    ``u`` (the slides' "practical gradient step"); the square term keeps the energies near 0
+    so that they cannot drift off together (Du & Mordatch 2019).
+
+    Args:
+        energy: the energy network, (n, d) -> (n,).
+        x: (n, d) data; u: (m, d) samples from the model (Langevin chains), not differentiated.
+        energy_reg: the weight of the square term, >= 0.
+
+    Returns:
+        the loss, a scalar tensor.
+    """
+    energy_reg = check_nonnegative(energy_reg, "energy_reg")
+    x, u = _points(energy, x, "x"), _points(energy, u, "u")
+    if u.shape[1] != x.shape[1]:
+        raise ValueError(f"u: expected {x.shape[1]} coordinates per row like x, got {u.shape[1]}")
+    return _cd_loss(energy(x), energy(u.detach()), energy_reg)
+
+
+def _cd_loss(e_data: torch.Tensor, e_model: torch.Tensor, energy_reg: float) -> torch.Tensor:
+    # One forward pass per step in train_ebm: a spectrally normalised energy updates its power
+    # iteration at every forward, so the energies are computed once and shared.
+    return e_data.mean() - e_model.mean() + energy_reg * (
+        e_data.pow(2).mean() + e_model.pow(2).mean())
+
+
 def train_ebm(
     model: nn.Module,
     data: torch.Tensor,
@@ -255,7 +288,7 @@ def train_ebm(
     reinit_prob: float = 0.05,
     init_lim: float = 4.0,
     energy_reg: float = 0.1,
-    grad_clip: float | None = None,
+    clip_energy_grad: float | None = None,
     clip_grad: float | None = 1.0,
     generator: GeneratorLike = None,
     desc: str = "training EBM",
@@ -281,7 +314,7 @@ def train_ebm(
         model: energy network, (n, d) -> (n,).
         data: (N, d) training points (tensor or array, any float dtype).
         n_steps: number of parameter updates.
-        langevin_steps, step_size, noise_scale, grad_clip: passed to :func:`langevin`.
+        langevin_steps, step_size, noise_scale, clip_energy_grad: passed to :func:`langevin`.
         clip_grad: None or a number > 0, the bound on the parameters' gradient norm (the
             same argument as in :func:`coursekit.utils.train`).
         generator: a ``torch.Generator``, an int seed or None (a seed drawn from torch's
@@ -305,8 +338,8 @@ def train_ebm(
     if reinit_prob > 1.0:
         raise ValueError(f"reinit_prob: expected a probability in [0, 1], got {reinit_prob}")
     energy_reg = check_nonnegative(energy_reg, "energy_reg")
-    if grad_clip is not None:
-        grad_clip = check_positive(grad_clip, "grad_clip")
+    if clip_energy_grad is not None:
+        clip_energy_grad = check_positive(clip_energy_grad, "clip_energy_grad")
     lr = check_positive(lr, "lr")
     dtype, device = module_dtype_device(model)
     generator = as_generator(generator, "generator", device=device)
@@ -338,16 +371,13 @@ def train_ebm(
             with torch.no_grad():
                 model(start[:1])
             u = langevin(model, start, step_size, langevin_steps, noise_scale=noise_scale,
-                         grad_clip=grad_clip, generator=generator)
+                         clip_energy_grad=clip_energy_grad, generator=generator)
         if idx is not None:
             buffer[idx] = u
         e_data, e_model = model(x), model(u)
         hist["E(data)"].append(e_data.mean().item())
         hist["E(samples)"].append(e_model.mean().item())
-        # mean E(x) - mean E(u): the contrastive-divergence gradient; the square term keeps
-        # the energies near 0 (Du & Mordatch 2019).
-        return e_data.mean() - e_model.mean() + energy_reg * (
-            e_data.pow(2).mean() + e_model.pow(2).mean())
+        return _cd_loss(e_data, e_model, energy_reg)  # contrastive_divergence_loss
 
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.0, 0.999))
     hist["loss"] = train(

@@ -45,6 +45,8 @@ from coursekit.validation import (
     as_generator,
     as_tensor,
     check_array,
+    check_callable,
+    check_finite,
     check_nonnegative,
     check_positive,
     check_positive_int,
@@ -266,7 +268,7 @@ class FDivergence:
         or NaN; it is inf only where the value itself exceeds the dtype (``e^(v - 1)``
         for KL and ``e^v - 1`` for Hellinger above about 88 in float32).
         """
-        v = _arr(v)
+        v = as_tensor(v, "v", min_rows=0) if _is_t(v) else check_array(v, "v")
         if self.conjugate_activation is None:
             return self.conjugate(self.activation(v))
         return self.conjugate_activation(v)
@@ -348,8 +350,10 @@ def variational_bound(divergence: str | FDivergence, real_v: Any, fake_v: Any) -
 
 
 def _logits(x: Any, name: str) -> Tensor:
-    t = as_tensor(x, name)
-    return t.reshape(t.shape[0], -1).squeeze(1) if t.ndim > 1 else t
+    t = as_tensor(x, name, ndim=(1, 2))
+    if t.ndim == 2 and t.shape[1] != 1:  # (n, 2) logits are not 2n logits
+        raise ValueError(f"{name}: expected (n,) or (n, 1) scores, got shape {tuple(t.shape)}")
+    return t.reshape(-1)
 
 
 def discriminator_loss(real_logits: Any, fake_logits: Any) -> Tensor:
@@ -489,6 +493,11 @@ def gradient_penalty(
     return ((norms - 1.0) ** 2).mean()
 
 
+def _in_shape(critic: Any) -> tuple[int | None, ...] | None:
+    # (n, *in_shape) for a Critic: a batch that does not fit is named by the caller's argument
+    return (None, *critic.in_shape) if hasattr(critic, "in_shape") else None
+
+
 def r1_penalty(critic: nn.Module, real: Any) -> Tensor:
     """The R1 penalty ``E_P ||grad_x critic(x)||_2^2`` on real data (Mescheder et al. 2018).
 
@@ -506,7 +515,8 @@ def r1_penalty(critic: nn.Module, real: Any) -> Tensor:
     """
     if not isinstance(critic, nn.Module):
         raise TypeError(f"critic: expected a torch.nn.Module, got {type(critic).__name__}")
-    x = as_tensor(real, "real", like=critic, detach=True).clone().requires_grad_(True)
+    x = as_tensor(real, "real", like=critic, detach=True, shape=_in_shape(critic))
+    x = x.clone().requires_grad_(True)
     scores = critic(x).reshape(x.shape[0], -1).sum()           # sum: grads are per-sample
     (grad,) = torch.autograd.grad(scores, x, create_graph=True)  # (n, ...)
     return grad.flatten(1).pow(2).sum(dim=1).mean()
@@ -514,6 +524,7 @@ def r1_penalty(critic: nn.Module, real: Any) -> Tensor:
 
 def critic_gradient_norms(critic: nn.Module, x: Any) -> Tensor:
     """``||grad_x critic(x)||_2`` at each point: (n, ...) -> (n,) (detached)."""
+    check_callable(critic, "critic")
     x = as_tensor(x, "x", like=critic, detach=True).clone().requires_grad_(True)
     (grad,) = torch.autograd.grad(critic(x).sum(), x)
     return grad.flatten(1).norm(dim=1).detach()
@@ -820,7 +831,10 @@ def train_gan(
     if lr_schedule not in LR_SCHEDULES:
         raise ValueError(f"lr_schedule: expected one of {', '.join(LR_SCHEDULES)}, "
                          f"got {lr_schedule!r}")
-    x = as_tensor(data, "data", like=critic, detach=True)
+    x = as_tensor(data, "data", like=critic, detach=True, shape=_in_shape(critic))
+    if not (isinstance(betas, (tuple, list)) and len(betas) == 2
+            and all(check_nonnegative(b, "betas") < 1 for b in betas)):
+        raise ValueError(f"betas: expected Adam's two numbers in [0, 1), got {betas!r}")
     p = next(generator_net.parameters())
     gen = as_generator(generator, "generator", device=x.device)
     opt_g = torch.optim.Adam(generator_net.parameters(), lr=check_positive(lr_g, "lr_g"),
@@ -1133,6 +1147,7 @@ def estimate_max_logit(
     Returns:
         the largest logit seen (a float; it is below the true maximum).
     """
+    check_callable(sample_fn, "sample_fn"), check_callable(logit_fn, "logit_fn")
     n_burn_in = check_positive_int(n_burn_in, "n_burn_in")
     batch_size = check_positive_int(batch_size, "batch_size")
     if not callable(logit_fn):
@@ -1194,20 +1209,19 @@ def drs_sample(
     Returns:
         samples: (n, ...) accepted proposals; acceptance_rate: accepted / proposed.
     """
+    check_callable(sample_fn, "sample_fn"), check_callable(logit_fn, "logit_fn")
     n = check_positive_int(n, "n")
     batch_size = check_positive_int(batch_size, "batch_size")
     max_batches = check_positive_int(max_batches, "max_batches")
     eps = check_positive(eps, "eps")
     if gamma_quantile is not None and not 0.0 < float(gamma_quantile) < 1.0:
         raise ValueError(f"gamma_quantile: expected a number in (0, 1), got {gamma_quantile!r}")
-    if not callable(logit_fn):
-        raise TypeError(f"logit_fn: expected a callable, got {type(logit_fn).__name__}")
     gen = _sampler_generator(sample_fn, generator)
     draw = _FreshSampler(sample_fn, gen)
     if max_logit is None:
         n_burn_in = check_positive_int(n_burn_in, "n_burn_in")
         max_logit = _burn_in(draw, logit_fn, n_burn_in, batch_size)
-    m = float(check_array(max_logit, "max_logit", ndim=0))
+    m = check_finite(max_logit, "max_logit")
     kept: list[Tensor] = []
     n_kept = n_prop = 0
     for _ in range(max_batches):

@@ -783,6 +783,10 @@ def prd_f_beta(precision: Any, recall: Any, beta: float = 8.0) -> tuple[float, f
     r = check_array(recall, "recall", ndim=1)
     if p.shape != r.shape or p.size == 0:
         raise ValueError(f"recall: expected the shape of precision {p.shape}, got {r.shape}")
+    for name, v in (("precision", p), ("recall", r)):
+        if np.any((v < 0) | (v > 1)):  # else F_beta can exceed 1
+            raise ValueError(f"{name}: expected values in [0, 1] (a PRD curve), got "
+                             f"[{v.min():.3g}, {v.max():.3g}]")
     beta = check_positive(beta, "beta")
 
     def f(b: float) -> float:
@@ -1060,11 +1064,11 @@ class DigitsClassifier(nn.Module):
                 layer.weight.uniform_(-bound, bound, generator=gen)
                 layer.bias.uniform_(-bound, bound, generator=gen)
 
-    def _flat(self, x: Any) -> torch.Tensor:
-        x = as_tensor(x, "images", like=self, ndim=(2, 4))
+    def _flat(self, x: Any, name: str = "x") -> torch.Tensor:
+        x = as_tensor(x, name, like=self, ndim=(2, 4))
         x = x.reshape(x.shape[0], -1)  # (n, 64)
         if x.shape[1] != 64:
-            raise ValueError(f"images: expected (n, 1, 8, 8) or (n, 64), got {x.shape[1]} pixels")
+            raise ValueError(f"{name}: expected (n, 1, 8, 8) or (n, 64), got {x.shape[1]} pixels")
         return x
 
     def features(self, x: Any) -> torch.Tensor:
@@ -1144,18 +1148,26 @@ def _model(model: DigitsClassifier | None) -> DigitsClassifier:
 def digits_probs(images: Any, model: DigitsClassifier | None = None) -> np.ndarray:
     """(n, 1, 8, 8) or (n, 64) images -> (n, 10) float64 class probabilities (for the IS)."""
     # softmax in float64: the rows then sum to 1 within float64 rounding (IS checks it)
-    return torch.softmax(_model(model)(images).double(), dim=1).numpy()
+    m = _model(model)
+    return torch.softmax(m.head(m.body(m._flat(images, "images"))).double(), dim=1).numpy()
 
 
 @torch.no_grad()
 def digits_features(images: Any, model: DigitsClassifier | None = None) -> np.ndarray:
     """(n, 1, 8, 8) or (n, 64) images -> (n, feature_dim) float64 penultimate features."""
-    return _model(model).features(images).double().numpy()
+    return _digits_features(images, model, "images")
+
+
+@torch.no_grad()
+def _digits_features(images: Any, model: DigitsClassifier | None, name: str) -> np.ndarray:
+    m = _model(model)
+    return m.body(m._flat(images, name)).double().numpy()
 
 
 def digits_fid(images_a: Any, images_b: Any, model: DigitsClassifier | None = None) -> float:
     """"Digits-FID": :func:`fid` between the classifier features of two image sets (n > 32)."""
-    return fid(digits_features(images_a, model), digits_features(images_b, model))
+    return fid(_digits_features(images_a, model, "images_a"),
+               _digits_features(images_b, model, "images_b"))
 
 
 def digits_inception_score(images: Any, splits: int = 10,

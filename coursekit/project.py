@@ -606,6 +606,8 @@ _FIELDS = ["date", "group", "status", "reason", *METRICS, "n_samples", "n_sets",
 
 def read_history(path: str | Path) -> list[dict[str, str]]:
     """The rows of a history CSV (empty when the file does not exist yet)."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path: expected a file path, got {type(path).__name__}")
     path = Path(path)
     if not path.exists():
         return []

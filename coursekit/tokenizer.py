@@ -21,6 +21,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
+import numpy as np
+
 from coursekit.validation import check_positive_int
 
 Pair = tuple[int, int]
@@ -32,13 +34,44 @@ def _check_text(text: object, name: str) -> str:
     return text
 
 
+def _check_ids(ids: object, name: str = "ids", size: int | None = None) -> list[int]:
+    """A 1-D sequence of token ids (list, tuple, array or tensor of integers) as a list of ints.
+
+    Tensor or array elements are compared by value, not by identity (``Counter`` of 0-d
+    tensors would count each element apart); a string is refused, not read as characters.
+    """
+    if isinstance(ids, (str, bytes)) or not hasattr(ids, "__len__"):
+        raise TypeError(f"{name}: expected a sequence of integer token ids, got "
+                        f"{type(ids).__name__}")
+    arr = np.asarray(ids.tolist() if hasattr(ids, "tolist") else list(ids))
+    if arr.ndim != 1 or (arr.size and (not np.issubdtype(arr.dtype, np.integer) or arr.min() < 0)):
+        raise ValueError(f"{name}: expected a 1-D sequence of integer token ids >= 0, got "
+                         f"{ids!r:.60}")
+    if size is not None and arr.size and arr.max() >= size:
+        raise ValueError(f"{name}: unknown token id {arr.max()} (vocabulary size {size})")
+    return arr.tolist()
+
+
 def pair_counts(ids: Sequence[int]) -> Counter[Pair]:
     """Counts of adjacent pairs ``(ids[t], ids[t+1])``, in order of first appearance."""
+    return _pair_counts(_check_ids(ids))
+
+
+def _pair_counts(ids: list[int]) -> Counter[Pair]:
     return Counter(zip(ids[:-1], ids[1:], strict=False))
 
 
 def merge_pair(ids: Sequence[int], pair: Pair, new_id: int) -> list[int]:
     """Replace each non-overlapping occurrence of ``pair`` (left to right) by ``new_id``."""
+    ids, new_id = _check_ids(ids), check_positive_int(new_id, "new_id", minimum=0)
+    a_b = _check_ids(pair, "pair")
+    if len(a_b) != 2:
+        raise ValueError(f"pair: expected two token ids, got {pair!r:.60}")
+    return _merge_pair(ids, (a_b[0], a_b[1]), new_id)
+
+
+def _merge_pair(ids: list[int], pair: Pair, new_id: int) -> list[int]:
+    # bare: BytePairEncoder.train and encode call it once per merge
     out: list[int] = []
     i, n = 0, len(ids)
     while i < n:
@@ -79,14 +112,14 @@ class BytePairEncoder:
         bpe = cls()
         ids = list(text.encode("utf-8"))
         for _ in range(n_merges):
-            counts = pair_counts(ids)
+            counts = _pair_counts(ids)
             if not counts:
                 break
             pair, count = counts.most_common(1)[0]   # ties: first seen in the text
             if count < 2:
                 break                                 # merging a single pair saves nothing
             new_id = len(bpe.vocab)
-            ids = merge_pair(ids, pair, new_id)
+            ids = _merge_pair(ids, pair, new_id)
             bpe.merges.append((pair, new_id))
             bpe.vocab[new_id] = bpe.vocab[pair[0]] + bpe.vocab[pair[1]]
         return bpe
@@ -103,18 +136,16 @@ class BytePairEncoder:
             : check_positive_int(n_merges, "n_merges", minimum=0)]
         ids = list(text.encode("utf-8"))
         for pair, new_id in merges:
-            ids = merge_pair(ids, pair, new_id)
+            ids = _merge_pair(ids, pair, new_id)
         return ids
 
     def decode(self, ids: Sequence[int]) -> str:
         """The text of token ids (bytes concatenated, decoded as UTF-8)."""
-        try:
-            data = b"".join(self.vocab[int(i)] for i in ids)
-        except KeyError as err:
-            raise ValueError(f"ids: unknown token id {err.args[0]} (vocabulary size "
-                             f"{len(self.vocab)})") from None
+        ids = _check_ids(ids, size=len(self.vocab))
+        data = b"".join(self.vocab[i] for i in ids)
         return data.decode("utf-8", errors="replace")
 
     def token_strings(self, ids: Sequence[int]) -> list[str]:
         """Each token as text (for display; a token may hold part of a UTF-8 character)."""
-        return [self.vocab[int(i)].decode("utf-8", errors="replace") for i in ids]
+        ids = _check_ids(ids, size=len(self.vocab))
+        return [self.vocab[i].decode("utf-8", errors="replace") for i in ids]

@@ -138,7 +138,7 @@ class StochasticLinearMap:
             x: (n, d) the pushed points :math:`A_{k_i} z_i + b_{k_i}`;
             labels: (n,) the index k_i of the map used for each point.
         """
-        z = check_array(z, "z", ndim=2)
+        z = check_array(z, "z", ndim=2, min_rows=1)
         if z.shape[1] != self.dim:
             raise ValueError(f"z: expected shape (n, {self.dim}), got {z.shape}")
         labels = sample_categorical(self.weights, len(z), as_rng(rng))  # (n,)

@@ -686,9 +686,10 @@ class VQVAE(nn.Module):
 
     def embed(self, indices: Tensor) -> Tensor:
         """Code map (n, h, w) of indices -> codebook vectors (n, D, h, w)."""
-        if indices.dtype.is_floating_point or indices.ndim != 3:
-            raise ValueError(f"indices: expected an integer tensor (n, h, w), got {indices.dtype} "
-                             f"{tuple(indices.shape)}")
+        if (not isinstance(indices, Tensor) or indices.dtype.is_floating_point
+                or indices.ndim != 3 or not indices.numel()):
+            raise ValueError(f"indices: expected a non-empty integer tensor (n, h, w), got "
+                             f"{indices!r:.60}")
         if indices.min() < 0 or indices.max() >= self.n_codes:
             raise ValueError(f"indices: codes must lie in 0..{self.n_codes - 1}")
         return self.codebook[indices].permute(0, 3, 1, 2)

@@ -270,6 +270,25 @@ def check_nonnegative(value: Any, name: str) -> float:
     return v
 
 
+def check_finite(value: Any, name: str) -> float:
+    """Check that ``value`` is a finite real number (of any sign) and return it as ``float``."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected a finite number, got {value!r}") from None
+    if not np.isfinite(v):
+        raise ValueError(f"{name}: expected a finite number, got {value!r}")
+    return v
+
+
+def check_callable(value: Any, name: str) -> Any:
+    """Check that ``value`` can be called (a function or a model) and return it."""
+    if not callable(value):
+        raise TypeError(f"{name}: expected a callable (a function or a model), "
+                        f"got {type(value).__name__}")
+    return value
+
+
 def check_array(
     x: Any,
     name: str,

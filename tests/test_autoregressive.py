@@ -12,6 +12,7 @@ from scipy import stats
 from torch.distributions import Bernoulli, Categorical
 
 from coursekit import autoregressive as ar
+from coursekit import baselines, metrics
 from coursekit import language_model as lm
 
 # ----------------------------------------------------------------------------- chain rule
@@ -264,8 +265,9 @@ def test_bernoulli_baseline_matches_torch():
     x = torch.tensor([[1, 1, 0]]).float()
     p = (train.sum(0) + 1) / (train.shape[0] + 2)
     ref = Bernoulli(probs=p.double()).log_prob(x.double()).sum(1)
-    torch.testing.assert_close(ar.bernoulli_baseline_log_prob(train, x), ref)
-    assert ar.bits_per_dim(torch.tensor([-3 * math.log(2.0)]), 3) == pytest.approx(1.0)
+    torch.testing.assert_close(baselines.independent_pixels_log_prob(train, x), ref)
+    lp = torch.tensor([-3 * math.log(2.0)] * 2)
+    assert metrics.bits_per_dim(lp, 3)[0] == pytest.approx(1.0)
 
 
 # ------------------------------------------------ character model (coursekit.language_model)

@@ -23,12 +23,16 @@ from __future__ import annotations
 import ast
 import copy
 import glob
+import importlib
 import importlib.util
+import inspect
 import json
 import math
+import pkgutil
 import re
 import sys
 import tracemalloc
+import types
 from pathlib import Path
 
 import numpy as np
@@ -47,17 +51,29 @@ from coursekit import (
     data,
     divergences,
     ebm,
-    flows,
+    gan,
     gmm,
+    mcmc,
+    metrics,
     numerics,
     plot,
+    project,
     sampling,
     seeding,
+    tokenizer,
+    transport,
     utils,
     vae,
+    validation,
+)
+from coursekit import (
+    diffusion as df,
 )
 from coursekit import (
     language_model as lm,
+)
+from coursekit import (
+    normalizing_flows as flows,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -240,7 +256,7 @@ SWEEP = [
     ("ebm.langevin", ebm.langevin,
      dict(energy=ENERGY, x0=X2T, step_size=0.01, n_steps=2, generator=0),
      {"energy": "callable", "x0": "array", "step_size": "pos", "n_steps": "int1",
-      "generator": "gen", "noise_scale": "nonneg", "grad_clip": "pos"}),
+      "generator": "gen", "noise_scale": "nonneg", "clip_energy_grad": "pos"}),
     ("ebm.grid_log_prob", ebm.grid_log_prob, dict(energy=ENERGY, x=X2T, n=10),
      {"x": "array", "lim": "pos", "n": "int1"}),
     ("ebm.train_ebm", ebm.train_ebm,
@@ -249,7 +265,7 @@ SWEEP = [
      {"data": "array", "n_steps": "int1", "batch_size": "int1", "lr": "pos",
       "langevin_steps": "int1", "step_size": "pos", "noise_scale": "nonneg",
       "buffer_size": "int1", "reinit_prob": "unit", "init_lim": "pos", "energy_reg": "nonneg",
-      "clip_grad": "pos", "grad_clip": "pos", "generator": "gen"}),
+      "clip_grad": "pos", "clip_energy_grad": "pos", "generator": "gen"}),
     ("vae.VAE", vae.VAE, dict(latent_dim=2, hidden=(4,)), {"latent_dim": "int1",
                                                              "beta": "nonneg"}),
     ("vae.VAE.encode", VAE_.encode, dict(x=IMG), {"x": "array"}),
@@ -294,8 +310,6 @@ SWEEP = [
     ("ar.PixelCNN.log_prob", PCNN.log_prob, dict(x=IMG.long()), {"x": "array"}),
     ("ar.PixelCNN.sample", PCNN.sample, dict(n=2, shape=(2, 2), generator=0),
      {"n": "int1", "generator": "gen", "temperature": "pos"}),
-    ("ar.bits_per_dim", ar.bits_per_dim, dict(log_prob=torch.tensor([-3.0, -4.0]), n_dims=4),
-     {"log_prob": "array", "n_dims": "int1"}),
     ("ar.chain_rule_conditionals", ar.chain_rule_conditionals,
      dict(joint=np.full((2, 2), 0.25)), {"joint": "array"}),
     ("lm.text_windows", lm.text_windows, dict(tokens=TOKENS, length=3),
@@ -372,6 +386,378 @@ SWEEP = [
 ]
 
 
+# ---------------------------------------------------------------------------------------------
+# The modules the first table missed (issue 21): diffusion, gan, metrics, mcmc, transport,
+# tokenizer, and the remaining public names of the others (found by the discovery below).
+# ---------------------------------------------------------------------------------------------
+
+_G = torch.Generator().manual_seed(2)
+BETAS = df.linear_betas(10)
+NCMLP = df.NoiseConditionalMLP(2, hidden=8, n_layers=1, emb_dim=4)
+NCMLP3 = df.NoiseConditionalMLP(2, hidden=8, n_layers=1, emb_dim=4, n_classes=3)
+EPS_MODEL = df.DDPMEpsModel(NCMLP, BETAS)
+DENOISER = df.EDMDenoiser(NCMLP)
+CDENOISER = df.EDMDenoiser(NCMLP3)
+SIGMAS = df.edm_sigmas(3, sigma_max=2.0)
+NGM = df.NoisedGaussianMixture([0.3, 0.7], [[0.0, 0.0], [2.0, 1.0]],
+                               np.stack([np.eye(2), 0.5 * np.eye(2)]))
+T_IDX = torch.tensor([0, 3, 9, 5])  # diffusion steps of X2T[:4]
+GEN = gan.Generator(latent_dim=2, out_shape=(2,), hidden=(8,))
+CRITIC = gan.Critic(in_shape=(2,), hidden=(8,))
+V5 = torch.randn(5, generator=_G)  # logits / critic values
+MODES, MODE_STD = gan.toy_modes("eight_gaussians")
+CLF = metrics.DigitsClassifier(hidden=8, feature_dim=4, generator=0)
+DIGITS = torch.randint(0, 17, (12, 1, 8, 8), generator=_G).float() / 16  # load_digits' levels
+FEAT = _R.normal(size=(12, 3))
+PROBS3 = special.softmax(_R.normal(size=(12, 3)), axis=1)
+SLM = transport.StochasticLinearMap([0.4, 0.6], np.stack([np.eye(2), 2 * np.eye(2)]),
+                                    [[0.0, 0.0], [1.0, -1.0]])
+BPE = tokenizer.BytePairEncoder.train("abab abab abab", 3)
+BPE_IDS = BPE.encode("abab ab")
+SHARED = project.SharedGenerator()
+CONV_VQ = vae.ConvVQVAE(n_codes=4, code_dim=2, hidden=4)
+_PRECISION, _RECALL = metrics.prd_from_histograms([0.5, 0.5], [0.2, 0.8], num_angles=5)
+
+_BAD.update({
+    # a diffusion step index t in 0..T-1 (T = len(BETAS) = 10): never wrapped or truncated
+    "step": [("negative", torch.tensor([-1, 0, 0, 0])), ("fractional", torch.tensor([2.7, 0, 0, 0])),
+             ("T", torch.tensor([10, 0, 0, 0])), ("str", "3")],
+    "real": [("nan", math.nan), ("inf", math.inf), ("str", "x")],
+    "model": [("int", 3), ("str", "x")],  # None: the default model
+    "curve5": [("above one", np.full(5, 1.5)), ("negative", np.full(5, -0.5))],  # a PRD curve
+    "betas2": [("above one", (0.5, 1.5)), ("negative", (-0.1, 0.9)), ("one value", (0.5,)),
+               ("str", "x")],
+})
+
+SWEEP += [
+    # mcmc
+    ("mcmc.mala", mcmc.mala, dict(energy=ENERGY, x0=X2T[:4], step_size=0.1, n_steps=2,
+                                  generator=0),
+     {"energy": "callable", "x0": "array", "step_size": "pos", "n_steps": "int1",
+      "generator": "gen"}),
+    ("mcmc.hmc", mcmc.hmc, dict(energy=ENERGY, x0=X2T[:4], step_size=0.1, n_leapfrog=2,
+                                n_steps=2, generator=0),
+     {"energy": "callable", "x0": "array", "step_size": "pos", "n_leapfrog": "int1",
+      "n_steps": "int1", "generator": "gen"}),
+    ("mcmc.effective_sample_size", mcmc.effective_sample_size, dict(chain=X2[:, 0]),
+     {"chain": "array"}),
+    # transport
+    ("transport.StochasticLinearMap", transport.StochasticLinearMap,
+     dict(weights=[0.4, 0.6], matrices=np.stack([np.eye(2), 2 * np.eye(2)]),
+          shifts=[[0.0, 0.0], [1.0, -1.0]]),
+     {"weights": "array", "matrices": "array", "shifts": "array"}),
+    ("transport.StochasticLinearMap.push", SLM.push, dict(z=X2, rng=0),
+     {"z": "array", "rng": "rng"}),
+    ("transport.StochasticLinearMap.sample", SLM.sample, dict(n=3, rng=0),
+     {"n": "int1", "rng": "rng"}),
+    ("transport.StochasticLinearMap.log_prob", SLM.log_prob, dict(x=X2), {"x": "array"}),
+    ("transport.monge_map_1d", transport.monge_map_1d,
+     dict(x=X2[:, 0], source=stats.norm(), target=stats.expon()),
+     {"x": "array", "source": "callable", "target": "callable"}),
+    # tokenizer
+    ("tokenizer.BytePairEncoder.train", tokenizer.BytePairEncoder.train,
+     dict(text="abab abab", n_merges=2), {"text": "path", "n_merges": "int1"}),
+    ("tokenizer.BytePairEncoder.encode", BPE.encode, dict(text="abab", n_merges=1),
+     {"text": "path", "n_merges": "int"}),
+    ("tokenizer.BytePairEncoder.decode", BPE.decode, dict(ids=BPE_IDS), {"ids": "array"}),
+    ("tokenizer.BytePairEncoder.token_strings", BPE.token_strings, dict(ids=BPE_IDS),
+     {"ids": "array"}),
+    ("tokenizer.pair_counts", tokenizer.pair_counts, dict(ids=[1, 2, 1, 2]), {"ids": "array"}),
+    ("tokenizer.merge_pair", tokenizer.merge_pair, dict(ids=[1, 2, 1, 2], pair=(1, 2),
+                                                        new_id=300),
+     {"ids": "array", "pair": "array", "new_id": "int"}),
+    # diffusion
+    ("df.NoisedGaussianMixture", df.NoisedGaussianMixture,
+     dict(weights=[0.3, 0.7], means=[[0.0, 0.0], [2.0, 1.0]],
+          covariances=np.stack([np.eye(2), 0.5 * np.eye(2)])),
+     {"weights": "array", "means": "array", "covariances": "array"}),
+    ("df.NoisedGaussianMixture.log_joint", NGM.log_joint, dict(x=X2, sigma=0.5),
+     {"x": "array", "sigma": "nonneg"}),
+    ("df.NoisedGaussianMixture.log_prob", NGM.log_prob, dict(x=X2, sigma=0.5),
+     {"x": "array", "sigma": "nonneg"}),
+    ("df.NoisedGaussianMixture.responsibilities", NGM.responsibilities, dict(x=X2, sigma=0.5),
+     {"x": "array", "sigma": "nonneg"}),
+    ("df.NoisedGaussianMixture.score", NGM.score, dict(x=X2, sigma=0.5),
+     {"x": "array", "sigma": "nonneg"}),
+    ("df.NoisedGaussianMixture.denoise", NGM.denoise, dict(x=X2, sigma=0.5),
+     {"x": "array", "sigma": "nonneg"}),
+    ("df.NoisedGaussianMixture.class_log_prob", NGM.class_log_prob,
+     dict(x=X2, sigma=0.5, classes=[1]), {"x": "array", "sigma": "nonneg", "classes": "array"}),
+    ("df.NoisedGaussianMixture.subset", NGM.subset, dict(components=[1]),
+     {"components": "array"}),
+    ("df.NoisedGaussianMixture.sample", NGM.sample, dict(n=3, sigma=0.5, rng=0),
+     {"n": "int1", "sigma": "nonneg", "rng": "rng"}),
+    ("df.linear_betas", df.linear_betas, dict(T=10),
+     {"T": "int1", "beta_start": "prob", "beta_end": "prob"}),
+    ("df.alpha_bars", df.alpha_bars, dict(betas=BETAS), {"betas": "array"}),
+    ("df.vp_sigmas", df.vp_sigmas, dict(betas=BETAS), {"betas": "array"}),
+    ("df.edm_sigmas", df.edm_sigmas, dict(n_steps=3),
+     {"n_steps": "int1", "sigma_min": "pos", "sigma_max": "pos", "rho": "pos"}),
+    ("df.ddim_timesteps", df.ddim_timesteps, dict(T=10, n_steps=3),
+     {"T": "int1", "n_steps": "int1", "spacing": "choice"}),
+    ("df.eps_from_denoiser", df.eps_from_denoiser, dict(denoiser=DENOISER, betas=BETAS),
+     {"denoiser": "callable", "betas": "array"}),
+    ("df.q_sample", df.q_sample, dict(x0=X2T[:4], t=T_IDX, betas=BETAS, generator=0),
+     {"x0": "array", "t": "step", "betas": "array", "generator": "gen"}),
+    ("df.ddpm_sample", df.ddpm_sample, dict(eps_model=EPS_MODEL, x=X2T[:4], betas=BETAS,
+                                            generator=0),
+     {"eps_model": "callable", "x": "array", "betas": "array", "variance": "choice",
+      "generator": "gen"}),
+    ("df.ddim_sample", df.ddim_sample, dict(eps_model=EPS_MODEL, x=X2T[:4], betas=BETAS,
+                                            n_steps=3, generator=0),
+     {"eps_model": "callable", "x": "array", "betas": "array", "n_steps": "int1",
+      "eta": "nonneg", "spacing": "choice", "generator": "gen"}),
+    ("df.euler_sample", df.euler_sample, dict(denoiser=DENOISER, x=X2T[:4], sigmas=SIGMAS),
+     {"denoiser": "callable", "x": "array", "sigmas": "array"}),
+    ("df.heun_sample", df.heun_sample, dict(denoiser=DENOISER, x=X2T[:4], sigmas=SIGMAS,
+                                            churn=0.5, generator=0),
+     {"denoiser": "callable", "x": "array", "sigmas": "array", "churn": "nonneg",
+      "s_noise": "nonneg", "generator": "gen"}),
+    ("df.euler_maruyama", df.euler_maruyama, dict(denoiser=DENOISER, x=X2T[:4], sigmas=SIGMAS,
+                                                  generator=0),
+     {"denoiser": "callable", "x": "array", "sigmas": "array", "generator": "gen"}),
+    ("df.langevin_corrector", df.langevin_corrector,
+     dict(denoiser=DENOISER, x=X2T[:4], sigma=0.5, n_steps=2, generator=0),
+     {"denoiser": "callable", "x": "array", "sigma": "pos", "n_steps": "int1", "snr": "pos",
+      "step_size": "pos", "generator": "gen"}),
+    ("df.solve_pf_ode", df.solve_pf_ode,
+     dict(denoiser=DENOISER, x=X2T[:4], sigma_start=1.0, sigma_end=0.1, rtol=1e-3, atol=1e-3),
+     {"denoiser": "callable", "x": "array", "sigma_start": "pos", "sigma_end": "nonneg",
+      "rtol": "pos", "atol": "pos"}),
+    ("df.pf_ode_log_likelihood", df.pf_ode_log_likelihood,
+     dict(denoiser=DENOISER, x=X2T[:4], sigma_min=0.1, sigma_max=2.0, n_steps=3),
+     {"denoiser": "callable", "x": "array", "sigma_min": "pos", "sigma_max": "pos",
+      "n_steps": "int1"}),
+    ("df.NoiseConditionalMLP", df.NoiseConditionalMLP,
+     dict(dim=2, hidden=8, n_layers=1, emb_dim=4, n_classes=3),
+     {"dim": "int1", "hidden": "int1", "n_layers": "int1", "emb_dim": "int1",
+      "n_classes": "int"}),
+    ("df.EDMDenoiser", df.EDMDenoiser, dict(net=NCMLP, sigma_data=0.5),
+     {"net": "callable", "sigma_data": "pos"}),
+    ("df.DDPMEpsModel", df.DDPMEpsModel, dict(net=NCMLP, betas=BETAS),
+     {"net": "callable", "betas": "array"}),
+    ("df.edm_loss", df.edm_loss, dict(denoiser=CDENOISER, y=X2T[:3],
+                                      labels=torch.tensor([0, 1, 2]), p_uncond=0.5, generator=0),
+     {"y": "array", "labels": "array", "p_uncond": "unit", "p_mean": "real", "p_std": "pos",
+      "generator": "gen"}),
+    ("df.ddpm_loss", df.ddpm_loss, dict(eps_model=EPS_MODEL, x0=X2T, betas=BETAS, generator=0),
+     {"x0": "array", "betas": "array", "generator": "gen"}),
+    ("df.guided_denoiser", df.guided_denoiser, dict(cond=DENOISER, uncond=DENOISER, w=1.0),
+     {"cond": "callable", "uncond": "callable", "w": "real"}),
+    # gan
+    ("gan.Generator", gan.Generator, dict(latent_dim=2, out_shape=(2,), hidden=(8,)),
+     {"latent_dim": "int1", "output": "choice", "scale": "pos"}),
+    ("gan.Generator.sample", GEN.sample, dict(n=3, generator=0), {"n": "int1", "generator": "gen"}),
+    ("gan.Critic", gan.Critic, dict(in_shape=(2,), hidden=(8,)), {"scale": "pos"}),
+    ("gan.DigitGenerator", gan.DigitGenerator, dict(latent_dim=2, hidden=(8,)),
+     {"latent_dim": "int1"}),
+    ("gan.DigitCritic", gan.DigitCritic, dict(hidden=(8,)), {}),
+    ("gan.FDivergence.conjugate_of_activation",
+     gan.F_DIVERGENCES["kl"].conjugate_of_activation, dict(v=V5), {"v": "array"}),
+    ("gan.get_divergence", gan.get_divergence, dict(key="kl", name="key"), {"key": "choice"}),
+    ("gan.clip_weights", gan.clip_weights,
+     dict(module=gan.Critic(in_shape=(2,), hidden=(8,)), clip=0.01), {"clip": "pos"}),
+    ("gan.critic_gradient_norms", gan.critic_gradient_norms, dict(critic=CRITIC, x=X2T),
+     {"critic": "callable", "x": "array"}),
+    ("gan.discriminator_loss", gan.discriminator_loss, dict(real_logits=V5, fake_logits=V5[:3]),
+     {"real_logits": "array", "fake_logits": "array"}),
+    ("gan.generator_loss_saturating", gan.generator_loss_saturating, dict(fake_logits=V5),
+     {"fake_logits": "array"}),
+    ("gan.generator_loss_nonsaturating", gan.generator_loss_nonsaturating, dict(fake_logits=V5),
+     {"fake_logits": "array"}),
+    ("gan.wgan_critic_loss", gan.wgan_critic_loss, dict(real_scores=V5, fake_scores=V5[:3]),
+     {"real_scores": "array", "fake_scores": "array"}),
+    ("gan.wgan_generator_loss", gan.wgan_generator_loss, dict(fake_scores=V5),
+     {"fake_scores": "array"}),
+    ("gan.f_gan_critic_loss", gan.f_gan_critic_loss,
+     dict(real_v=V5, fake_v=V5[:3], divergence="kl"),
+     {"real_v": "array", "fake_v": "array", "divergence": "choice"}),
+    ("gan.f_gan_generator_loss", gan.f_gan_generator_loss, dict(fake_v=V5, divergence="kl"),
+     {"fake_v": "array", "divergence": "choice"}),
+    ("gan.variational_bound", gan.variational_bound,
+     dict(divergence="kl", real_v=V5, fake_v=V5[:3]),
+     {"divergence": "choice", "real_v": "array", "fake_v": "array"}),
+    ("gan.gradient_penalty", gan.gradient_penalty,
+     dict(critic=CRITIC, real=X2T, fake=X2T + 1, generator=0),
+     {"critic": "callable", "real": "array", "fake": "array", "generator": "gen"}),
+    ("gan.r1_penalty", gan.r1_penalty, dict(critic=CRITIC, real=X2T),
+     {"critic": "callable", "real": "array"}),
+    ("gan.mode_metrics", gan.mode_metrics, dict(samples=X2, centers=MODES, std=MODE_STD),
+     {"samples": "array", "centers": "array", "std": "pos", "threshold": "pos"}),
+    ("gan.spectral_norm", gan.spectral_norm, dict(weight=torch.randn(3, 2, generator=_G),
+                                                  n_iter=3, generator=0),
+     {"weight": "array", "n_iter": "int1", "generator": "gen"}),
+    ("gan.toy_modes", gan.toy_modes, dict(name="grid25"), {"name": "choice"}),
+    ("gan.drs_accept_prob", gan.drs_accept_prob, dict(logits=V5, max_logit=2.0, gamma=0.1),
+     {"logits": "array", "max_logit": "real", "gamma": "real", "eps": "pos"}),
+    ("gan.estimate_max_logit", gan.estimate_max_logit,
+     dict(sample_fn=lambda m: torch.randn(m, 2, generator=_G), logit_fn=lambda x: x.sum(1),
+          n_burn_in=10,
+          batch_size=4),
+     {"sample_fn": "callable", "logit_fn": "callable", "n_burn_in": "int1",
+      "batch_size": "int1"}),
+    ("gan.drs_sample", gan.drs_sample,
+     dict(sample_fn=lambda m: torch.randn(m, 2, generator=_G), logit_fn=lambda x: x.sum(1), n=3,
+          max_logit=0.0, batch_size=4, generator=0),
+     {"sample_fn": "callable", "logit_fn": "callable", "n": "int1", "max_logit": "real",
+      "eps": "pos", "batch_size": "int1", "max_batches": "int1", "generator": "gen"}),
+    ("gan.train_gan", gan.train_gan,
+     dict(generator_net=gan.Generator(latent_dim=2, out_shape=(2,), hidden=(8,)),
+          critic=gan.Critic(in_shape=(2,), hidden=(8,)), data=X2T, n_steps=1, batch_size=4,
+          generator=0, show_progress=False),
+     {"data": "array", "loss": "choice", "n_steps": "int1", "batch_size": "int1",
+      "lr_g": "pos", "lr_d": "pos", "betas": "betas2", "n_critic": "int1",
+      "gp_weight": "nonneg", "clip": "pos", "r1_weight": "nonneg", "lr_schedule": "choice",
+      "generator": "gen"}),
+    # metrics
+    ("metrics.DigitsClassifier", metrics.DigitsClassifier,
+     dict(hidden=8, feature_dim=4, generator=0),
+     {"hidden": "int1", "feature_dim": "int1", "generator": "gen"}),
+    ("metrics.DigitsClassifier.features", CLF.features, dict(x=DIGITS), {"x": "array"}),
+    ("metrics.DigitsClassifier.probs", CLF.probs, dict(x=DIGITS), {"x": "array"}),
+    ("metrics.bits_per_dim", metrics.bits_per_dim,
+     dict(log_prob=torch.tensor([-30.0, -40.0]), n_dims=64),
+     {"log_prob": "array", "n_dims": "int1"}),
+    ("metrics.dequantize_digits", metrics.dequantize_digits, dict(images=DIGITS, rng=0),
+     {"images": "array", "rng": "rng"}),
+    ("metrics.digits_features", metrics.digits_features, dict(images=DIGITS, model=CLF),
+     {"images": "array", "model": "model"}),
+    ("metrics.digits_probs", metrics.digits_probs, dict(images=DIGITS, model=CLF),
+     {"images": "array", "model": "model"}),
+    ("metrics.digits_fid", metrics.digits_fid, dict(images_a=DIGITS, images_b=DIGITS, model=CLF),
+     {"images_a": "array", "images_b": "array"}),
+    ("metrics.digits_inception_score", metrics.digits_inception_score,
+     dict(images=DIGITS, splits=2, model=CLF), {"images": "array", "splits": "int1"}),
+    ("metrics.train_digits_classifier", metrics.train_digits_classifier,
+     dict(seed=0, n_steps=1, batch_size=8, show_progress=False),
+     {"seed": "int", "n_steps": "int1", "batch_size": "int1", "lr": "pos"}),
+    ("metrics.digits_classifier", metrics.digits_classifier, dict(seed=0), {"seed": "int"}),
+    ("metrics.fid", metrics.fid, dict(features_a=FEAT, features_b=FEAT + 1),
+     {"features_a": "array", "features_b": "array"}),
+    ("metrics.frechet_distance", metrics.frechet_distance,
+     dict(mu1=np.zeros(2), sigma1=np.eye(2), mu2=np.ones(2), sigma2=2 * np.eye(2)),
+     {"mu1": "array", "sigma1": "array", "mu2": "array", "sigma2": "array"}),
+    ("metrics.gaussian_statistics", metrics.gaussian_statistics, dict(features=FEAT),
+     {"features": "array"}),
+    ("metrics.sqrtm_psd", metrics.sqrtm_psd, dict(a=np.eye(2)), {"a": "array"}),
+    ("metrics.inception_score", metrics.inception_score, dict(probs=PROBS3, splits=2),
+     {"probs": "array", "splits": "int1"}),
+    ("metrics.kth_neighbour_sq_distances", metrics.kth_neighbour_sq_distances,
+     dict(x=FEAT, k=2), {"x": "array", "k": "int1", "block_size": "int1"}),
+    ("metrics.nearest_neighbour_distances", metrics.nearest_neighbour_distances,
+     dict(x=FEAT, reference=FEAT + 1), {"x": "array", "reference": "array",
+                                        "block_size": "int1"}),
+    ("metrics.nearest_neighbour_memorisation", metrics.nearest_neighbour_memorisation,
+     dict(generated=FEAT, train=FEAT + 1, test=FEAT - 1),
+     {"generated": "array", "train": "array", "test": "array", "copy_tol": "nonneg"}),
+    ("metrics.prdc", metrics.prdc, dict(real_features=FEAT, fake_features=FEAT + 0.5,
+                                        nearest_k=2),
+     {"real_features": "array", "fake_features": "array", "nearest_k": "int1",
+      "block_size": "int1"}),
+    ("metrics.prd_curve", metrics.prd_curve,
+     dict(real_features=FEAT, fake_features=FEAT + 0.5, num_clusters=2, num_angles=5,
+          num_runs=1, rng=0),
+     {"real_features": "array", "fake_features": "array", "num_clusters": "int1",
+      "num_angles": "int1", "num_runs": "int1", "rng": "rng"}),
+    ("metrics.prd_from_histograms", metrics.prd_from_histograms,
+     dict(real_hist=[0.5, 0.5], fake_hist=[0.2, 0.8], num_angles=5),
+     {"real_hist": "array", "fake_hist": "array", "num_angles": "int1", "epsilon": "pos"}),
+    ("metrics.prd_f_beta", metrics.prd_f_beta, dict(precision=_PRECISION, recall=_RECALL),
+     {"precision": "array", "recall": "array", "beta": "pos"}),
+    ("metrics.prd_f_beta-range", metrics.prd_f_beta, dict(precision=_PRECISION, recall=_RECALL),
+     {"precision": "curve5", "recall": "curve5"}),
+    # seeding and validation (the validators: the argument they check is named by `name`)
+    ("seeding.derive_seed", seeding.derive_seed, dict(seed=3), {"seed": "int"}),
+    ("seeding.rng", seeding.rng, dict(seed=3), {"seed": "int"}),
+    ("seeding.generator", seeding.generator, dict(seed=3), {"seed": "int"}),
+    ("seeding.manual_seed", seeding.manual_seed, dict(seed=3), {"seed": "int"}),
+    ("seeding.seed_everything", seeding.seed_everything, dict(seed=3),
+     {"seed": "int", "torch_threads": "int1"}),
+    ("validation.as_rng", validation.as_rng, dict(rng=3), {"rng": "rng"}),
+    ("validation.as_generator", validation.as_generator, dict(generator=3),
+     {"generator": "gen"}),
+    ("validation.as_tensor", validation.as_tensor, dict(x=X2T, name="x", shape=(None, 2)),
+     {"x": "array"}),
+    ("validation.check_array", validation.check_array, dict(x=X2, name="x", ndim=2),
+     {"x": "array"}),
+    ("validation.check_positive_int", validation.check_positive_int,
+     dict(value=3, name="value"), {"value": "int1"}),
+    ("validation.check_positive", validation.check_positive, dict(value=3.0, name="value"),
+     {"value": "pos"}),
+    ("validation.check_nonnegative", validation.check_nonnegative,
+     dict(value=3.0, name="value"), {"value": "nonneg"}),
+    ("validation.check_finite", validation.check_finite, dict(value=-3.0, name="value"),
+     {"value": "real"}),
+    ("validation.check_callable", validation.check_callable, dict(value=len, name="value"),
+     {"value": "callable"}),
+    ("validation.check_probabilities", validation.check_probabilities,
+     dict(p=[0.4, 0.6], name="p"), {"p": "array"}),
+    ("validation.check_spd", validation.check_spd, dict(cov=np.eye(2), name="cov"),
+     {"cov": "array"}),
+    ("validation.module_dtype_device", validation.module_dtype_device, dict(module=ENERGY), {}),
+    # project (the cheap, in-process names; see SWEEP_EXEMPT for the rest)
+    ("project.SharedGenerator.sample", SHARED.sample, dict(n=2, generator=0),
+     {"n": "int1", "generator": "gen"}),
+    ("project.check_n", project.check_n, dict(n=1000), {"n": "int1"}),
+    ("project.check_timeout", project.check_timeout, dict(timeout=1.0), {"timeout": "pos"}),
+    ("project.read_history", project.read_history, dict(path=ROOT / "no-such-history.csv"),
+     {"path": "path"}),
+    ("project.train_baseline", project.train_baseline,
+     dict(n_steps=1, seed=0, show_progress=False),
+     {"n_steps": "int1", "seed": "int", "beta": "pos"}),
+    # the remaining names of the first table's modules
+    ("utils.get_device", utils.get_device, dict(prefer_gpu=False), {}),
+    ("sampling.lcg_states", sampling.lcg_states, dict(n=3, seed=1, **sampling.MINSTD),
+     {"n": "int1", "seed": "int", "a": "int1", "m": "int1"}),
+    ("ebm.EnergyMLP-init", ebm.EnergyMLP, dict(dim=2, hidden=4, n_hidden=1),
+     {"dim": "int1", "hidden": "int1", "n_hidden": "int1", "out_scale": "pos"}),
+    ("ebm.contrastive_divergence_loss", ebm.contrastive_divergence_loss,
+     dict(energy=ENERGY, x=X2T, u=X2T + 1, energy_reg=0.1),
+     {"energy": "callable", "x": "array", "u": "array", "energy_reg": "nonneg"}),
+    ("ebm.grid_points", ebm.grid_points, dict(lim=2.0, n=5), {"lim": "pos", "n": "int1"}),
+    ("lm.CharTransformer", lm.CharTransformer,
+     dict(vocab_size=5, context=4, d_model=4, n_heads=2, n_layers=1),
+     {"vocab_size": "int1", "context": "int1", "d_model": "int1", "n_heads": "int1",
+      "n_layers": "int1"}),
+    ("ar.MADE", ar.MADE, dict(d=4, hidden=8), {"d": "int1", "hidden": "int1"}),
+    ("ar.MaskedConv2d", ar.MaskedConv2d,
+     dict(mask_type="A", in_channels=2, out_channels=4, kernel_size=3, padding=1),
+     {"mask_type": "choice", "in_channels": "int1", "out_channels": "int1",
+      "kernel_size": "int1"}),
+    ("ar.PixelCNN", ar.PixelCNN, dict(n_classes=2, hidden=4, n_layers=1, kernel_size=3),
+     {"n_classes": "int1", "hidden": "int1", "n_layers": "int", "kernel_size": "int1"}),
+    ("flows.Monotone1d", flows.Monotone1d, dict(n_components=3), {"n_components": "int1"}),
+    ("flows.AffineCoupling.inverse", COUPLING.inverse, dict(z=X2T), {"z": "array"}),
+    ("vae.Encoder", vae.Encoder, dict(out_features=4, hidden=(8,)),
+     {"out_features": "int1", "n_classes": "int"}),
+    ("vae.Decoder", vae.Decoder, dict(latent_dim=2, hidden=(8,)),
+     {"latent_dim": "int1", "n_classes": "int"}),
+    ("vae.Autoencoder", vae.Autoencoder, dict(latent_dim=2, hidden=(8,)), {"latent_dim": "int1"}),
+    ("vae.Autoencoder.encode", AE.encode, dict(x=IMG), {"x": "array"}),
+    ("vae.Autoencoder.reconstruction_error", AE.reconstruction_error, dict(x=IMG),
+     {"x": "array"}),
+    ("vae.ConditionalVAE", vae.ConditionalVAE, dict(n_classes=3, latent_dim=2, hidden=(8,)),
+     {"n_classes": "int1", "latent_dim": "int1", "beta": "nonneg"}),
+    ("vae.VAE.elbo_terms", VAE_.elbo_terms, dict(x=IMG, generator=0),
+     {"x": "array", "generator": "gen"}),
+    ("vae.VAE.reconstruct", VAE_.reconstruct, dict(x=IMG), {"x": "array"}),
+    ("vae.VQVAE.encode", VQ.encode, dict(x=IMG), {"x": "array"}),
+    ("vae.VQVAE.quantize", VQ.quantize, dict(z_e=torch.zeros(2, 2, 4, 4)), {"z_e": "array"}),
+    ("vae.VQVAE.embed", VQ.embed, dict(indices=torch.zeros(2, 4, 4, dtype=torch.long)),
+     {"indices": "array"}),
+    ("vae.VQVAE.decode_indices", VQ.decode_indices,
+     dict(indices=torch.zeros(2, 4, 4, dtype=torch.long)), {"indices": "array"}),
+    ("vae.VQVAE.loss_terms", VQ.loss_terms, dict(x=IMG), {"x": "array"}),
+    ("vae.VQVAE.reconstruct", VQ.reconstruct, dict(x=IMG), {"x": "array"}),
+    ("vae.ConvVQVAE", vae.ConvVQVAE, dict(n_codes=4, code_dim=2, hidden=4),
+     {"n_codes": "int1", "code_dim": "int1", "hidden": "int1", "commitment": "nonneg",
+      "dead_threshold": "nonneg", "usage_decay": "unit"}),
+    ("vae.ConvVQVAE.encode", CONV_VQ.encode, dict(x=IMG), {"x": "array"}),
+    ("vae.ConvVQVAE.decode", CONV_VQ.decode, dict(z_q=CONV_VQ.encode(IMG).detach()),
+     {"z_q": "array"}),
+]
+
+
 #: Bad values a function accepts by design, with the documented result (checked below).
 ACCEPTED = {
     # any shape (..., K) or any number of axes is part of the contract
@@ -389,6 +775,9 @@ ACCEPTED = {
     ("ar.chain_rule_conditionals", "joint", "extra-axis"), ("utils.train", "data", "extra-axis"),
     # LSE of a slice with +inf is +inf (documented), not an error
     ("numerics.logsumexp", "a", "inf"),
+    # elementwise on logits of any shape; a weight of any conv layer (out, in, kh, kw)
+    ("gan.FDivergence.conjugate_of_activation", "v", "extra-axis"),
+    ("gan.spectral_norm", "weight", "extra-axis"),
 }
 
 
@@ -432,6 +821,123 @@ def test_bad_argument_is_named(fn, kwargs, arg, value, empty_ok):
     # ... or, for an empty input or a shape the contract allows, a NaN-free result.
     assert empty_ok, f"{arg}={value!r:.60} was accepted and returned {type(out).__name__}"
     assert not _has_nan(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# Every public name is swept: discovered, not hand-kept
+# ---------------------------------------------------------------------------------------------
+
+#: Modules the discovery skips: the figures (drawn, not computed; a few plot helpers are swept
+#: above all the same) and the practicals' check cells (they call a student's function).
+_UNSWEPT_MODULES = {"plot", "practicals"}
+
+#: Public names the sweep does not call, each with the reason. Keep it short.
+SWEEP_EXEMPT = {
+    # result records: built by the package, read by the caller
+    "mcmc.MCMCResult": "a result record returned by mala/hmc",
+    "metrics.MemorisationTest": "a result record returned by nearest_neighbour_memorisation",
+    "gan.FDivergence": "a row of the table gan.F_DIVERGENCES (callers pick one by name)",
+    "project.SubmissionError": "an exception class",
+    # nn.Module forwards: compute bare (CONTRIBUTING, "check at the boundary"); the public
+    # entry point that calls them validates
+    "autoregressive.MADE.forward": "nn.Module forward, called by the swept MADE.log_prob",
+    "autoregressive.PixelCNN.forward": "nn.Module forward, called by the swept PixelCNN.log_prob",
+    "diffusion.DDPMEpsModel.forward": "nn.Module forward, called by the swept ddpm_loss and "
+                                      "samplers",
+    "diffusion.NoiseConditionalMLP.forward": "nn.Module forward, called by EDMDenoiser",
+    "diffusion.EDMDenoiser.forward": "nn.Module forward, called by the swept samplers and "
+                                     "edm_loss (which check sigmas and labels)",
+    "gan.Critic.forward": "nn.Module forward, called by the swept train_gan and losses",
+    "gan.Generator.forward": "nn.Module forward, called by the swept Generator.sample",
+    "language_model.CharTransformer.forward": "nn.Module forward, called by the swept "
+                                              "CharTransformer.loss and generate",
+    "metrics.DigitsClassifier.forward": "nn.Module forward, called by the swept "
+                                        "DigitsClassifier.probs",
+    "normalizing_flows.Monotone1d.forward": "nn.Module forward, called by the swept "
+                                            "Monotone1d.log_prob",
+    "project.SharedGenerator.forward": "nn.Module forward, called by the swept "
+                                       "SharedGenerator.sample",
+    "project.SharedGenerator.logits": "the decoder network (its forward's first half), called "
+                                      "by the swept SharedGenerator.sample",
+    "vae.Autoencoder.forward": "nn.Module forward, called by the swept Autoencoder.loss",
+    "vae.VQVAE.forward": "nn.Module forward, called by the swept VQVAE.loss",
+    # run a submission file in a subprocess, or write files: tests/test_project.py sends them
+    # bad input (test_bad_arguments_are_usage_errors, test_unusable_set_exits_nonzero,
+    # test_leaderboard_edge_cases); their n and timeout go through the swept check_n and
+    # check_timeout
+    "project.draw_samples": "runs a submission in a subprocess (tests/test_project.py)",
+    "project.evaluate": "runs a submission in a subprocess (tests/test_project.py)",
+    "project.leaderboard": "runs submissions, writes a site (tests/test_project.py)",
+    "project.main": "the command line, argparse (tests/test_project.py)",
+    "project.write_site": "writes the leaderboard site (tests/test_project.py)",
+    "project.compute_metrics": "needs the trained digits classifier and the reference "
+                               "features (tests/test_project.py)",
+}
+
+
+def _public_names() -> set[str]:
+    """Every public function, class and method of coursekit, as ``module.qualname``.
+
+    A module's public names are its ``__all__`` (or, without one, its names that do not start
+    with ``_``) that are callables defined in that module (a re-export is swept at its home).
+    A class adds the public methods (static and class methods too, not properties) of its
+    MRO within coursekit, named where they are defined (``normalizing_flows._Flow.log_prob``
+    for ``RealNVP.log_prob``). A callable without parameters is left out: a caller cannot
+    get any argument wrong.
+    """
+    names = set()
+    for info in pkgutil.iter_modules(coursekit.__path__):
+        if info.name in _UNSWEPT_MODULES:
+            continue
+        mod = importlib.import_module(f"coursekit.{info.name}")
+        public = getattr(mod, "__all__", None) or [n for n in vars(mod) if not n.startswith("_")]
+        for name in public:
+            obj = getattr(mod, name)
+            if not callable(obj) or getattr(obj, "__module__", None) != mod.__name__:
+                continue  # constants, type aliases, names imported into the module
+            if _n_params(obj):
+                names.add(f"{info.name}.{name}")
+            if not inspect.isclass(obj):
+                continue
+            for klass in obj.__mro__:
+                if not klass.__module__.startswith("coursekit."):
+                    continue
+                for meth, raw in vars(klass).items():
+                    if meth.startswith("_") or not isinstance(
+                            raw, (types.FunctionType, staticmethod, classmethod)):
+                        continue
+                    fn = getattr(obj, meth)  # an instance method: unbound, self counted
+                    if _n_params(fn) > isinstance(raw, types.FunctionType):
+                        names.add(_swept_name(fn))
+    return names
+
+
+def _n_params(fn) -> int:
+    """Number of parameters of ``fn`` (a class: of its constructor, ``self`` not counted)."""
+    try:
+        return len(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):  # a builtin without a signature (an exception class)
+        return 1
+
+
+def _swept_name(fn) -> str:
+    """``module.qualname`` of the code a sweep entry calls (a model instance: its forward)."""
+    if isinstance(fn, torch.nn.Module):
+        fn = type(fn).forward
+    fn = getattr(fn, "__func__", fn)  # a bound method: its function
+    return fn.__module__.removeprefix("coursekit.") + "." + fn.__qualname__
+
+
+def test_every_public_name_is_swept():
+    public = _public_names()
+    swept = {_swept_name(fn) for _, fn, _, _ in SWEEP}
+    missing = sorted(public - swept - set(SWEEP_EXEMPT))
+    assert not missing, f"add a SWEEP entry (or a SWEEP_EXEMPT reason) for: {missing}"
+    stale = sorted(set(SWEEP_EXEMPT) - public)
+    assert not stale, f"no longer public, remove from SWEEP_EXEMPT: {stale}"
+    both = sorted(set(SWEEP_EXEMPT) & swept)
+    assert not both, f"swept and exempt at once: {both}"
+    assert len(public) > 200  # the discovery itself works (every module imported)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -656,8 +1162,7 @@ def test_logsumexp_and_normal_log_prob_match_references():
     a = _R.normal(size=(4, 5)) * 300
     np.testing.assert_allclose(numerics.logsumexp(a, axis=1), special.logsumexp(a, axis=1),
                                rtol=1e-14)
-    assert gmm.logsumexp is numerics.logsumexp and flows.standard_normal_log_prob is \
-        numerics.standard_normal_log_prob
+    assert gmm.logsumexp is numerics.logsumexp
     z = torch.randn(6, 3, dtype=torch.float64)
     ref = torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1)
     torch.testing.assert_close(numerics.standard_normal_log_prob(z), ref)
@@ -672,9 +1177,6 @@ def test_one_independent_pixel_baseline():
     np.testing.assert_allclose(baselines.independent_pixels_log_prob(x_fit, x_eval), ref,
                                rtol=1e-12)
     assert baselines.independent_pixels_nll(x_fit, x_eval) == pytest.approx(-ref.mean())
-    # The PixelCNN chapter's name is the same definition.
-    torch.testing.assert_close(ar.bernoulli_baseline_log_prob(x_fit, x_eval),
-                               baselines.independent_pixels_log_prob(x_fit, x_eval))
 
 
 def test_clip_arguments_are_validated():
@@ -683,8 +1185,8 @@ def test_clip_arguments_are_validated():
             utils.train(lambda: FLOW.loc.sum() ** 2, [FLOW.loc], n_steps=1, clip_grad=bad)
         with pytest.raises(ValueError, match="clip_grad"):
             ebm.train_ebm(ENERGY, X2T, n_steps=1, clip_grad=bad, show_progress=False)
-        with pytest.raises(ValueError, match="grad_clip"):
-            ebm.langevin(ENERGY, X2T, 0.1, 1, grad_clip=bad)
+        with pytest.raises(ValueError, match="clip_energy_grad"):
+            ebm.langevin(ENERGY, X2T, 0.1, 1, clip_energy_grad=bad)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -716,7 +1218,8 @@ _KERNEL = {"IPython", "ipykernel"}
 
 def _third_party(mods: set[str]) -> set[str]:
     return {m for m in mods if m not in sys.stdlib_module_names
-            and m not in ("coursekit", "__future__") and m not in _KERNEL}
+            and m not in ("coursekit", "__future__") and m not in _KERNEL
+            and not (ROOT / "tools" / f"{m}.py").exists()}  # the repository's own tools/
 
 
 def test_every_notebook_import_is_installed_by_the_colab_cell():
@@ -767,8 +1270,8 @@ def test_corpus_is_package_data():
     assert lm.load_book_text(None) == text and len(text) > 1000
     VOCAB_ALL = lm.CharVocab(text)
     assert VOCAB_ALL.decode(VOCAB_ALL.encode(text[:200])) == text[:200]
-    # the old home still answers, from the same corpus
-    assert ar.CharVocab is lm.CharVocab and ar.FALLBACK_TEXT == text
+    # one home: the old names are gone from autoregressive
+    assert not hasattr(ar, "CharVocab") and not hasattr(ar, "FALLBACK_TEXT")
 
 
 def test_progress_bar_extension_is_still_needed():

@@ -54,7 +54,7 @@ def test_langevin_chain_and_reproducibility():
 def test_langevin_gradient_clipping_bounds_the_drift():
     energy = gaussian_energy([100.0, -100.0], 1.0)  # huge gradients at the origin
     x0 = torch.zeros(5, 2, dtype=torch.float64)
-    x1 = ebm.langevin(energy, x0, 0.1, 1, noise=False, grad_clip=0.5)
+    x1 = ebm.langevin(energy, x0, 0.1, 1, noise=False, clip_energy_grad=0.5)
     assert torch.allclose((x1 - x0).abs(), torch.full_like(x0, 0.05))
 
 
@@ -72,7 +72,7 @@ def test_langevin_does_not_touch_model_gradients():
         ({"n_steps": 0}, "n_steps"),
         ({"n_steps": 2.5}, "n_steps"),
         ({"noise_scale": -1.0}, "noise_scale"),
-        ({"grad_clip": 0.0}, "grad_clip"),
+        ({"clip_energy_grad": 0.0}, "clip_energy_grad"),
     ],
 )
 def test_langevin_bad_arguments(kwargs, match):
@@ -171,3 +171,22 @@ def test_train_ebm_runs_and_returns_histories():
         ebm.train_ebm(model, data[:, 0], n_steps=1)
     with pytest.raises(ValueError, match="n_steps"):
         ebm.train_ebm(model, data, n_steps=0)
+
+
+def test_contrastive_divergence_loss_gradient_is_data_minus_model_expectation():
+    # A linear energy E(x) = w.x: the loss gradient in w is mean(x) - mean(u) exactly
+    # (energy_reg = 0), the likelihood gradient with E_model replaced by the samples u.
+    lin = torch.nn.Linear(3, 1, bias=False).double()
+    energy = lambda x: lin(x).squeeze(-1)
+    g = torch.Generator().manual_seed(0)
+    x, u = torch.randn(50, 3, generator=g, dtype=torch.float64), torch.randn(40, 3, generator=g, dtype=torch.float64) + 1
+    ebm.contrastive_divergence_loss(energy, x, u).backward()
+    torch.testing.assert_close(lin.weight.grad[0], x.mean(0) - u.mean(0))
+    # the square term: d/dw reg (mean (w.x)^2 + mean (w.u)^2) = 2 reg (mean (w.x) x + ...)
+    lin.weight.grad = None
+    ebm.contrastive_divergence_loss(energy, x, u, energy_reg=0.5).backward()
+    w = lin.weight.detach()[0]
+    ref = x.mean(0) - u.mean(0) + ((x @ w)[:, None] * x).mean(0) + ((u @ w)[:, None] * u).mean(0)
+    torch.testing.assert_close(lin.weight.grad[0], ref)
+    with pytest.raises(ValueError, match="energy_reg"):
+        ebm.contrastive_divergence_loss(energy, x, u, energy_reg=-1)

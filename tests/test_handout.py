@@ -1,7 +1,7 @@
 """The student handouts: generated from the practicals, free of solutions, failing where they should.
 
 Regenerate the committed handouts after editing a practical with
-``python -m coursekit.handout book/practicals/*.ipynb -o handouts/``.
+``python tools/handout.py book/practicals/*.ipynb -o handouts/``.
 """
 
 from __future__ import annotations
@@ -16,13 +16,15 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from coursekit import handout
-from coursekit.handout import BEGIN, END, HandoutError, generate, make_handout, strip_solutions
+# The handout generator is an instructor's tool, not part of the runtime package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+import handout  # noqa: E402
+from handout import BEGIN, END, HandoutError, generate, make_handout, strip_solutions  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PRACTICALS = sorted((ROOT / "book" / "practicals").glob("*.ipynb"))
 HANDOUTS = ROOT / "handouts"
-REGENERATE = "python -m coursekit.handout book/practicals/*.ipynb -o handouts/"
+REGENERATE = "python tools/handout.py book/practicals/*.ipynb -o handouts/"
 
 
 def _ids(paths):
@@ -332,7 +334,7 @@ def test_markers_outside_code_cells_and_notebooks_without_blocks_are_rejected(tm
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "coursekit.handout", *args], cwd=cwd,
+    return subprocess.run([sys.executable, str(ROOT / "tools" / "handout.py"), *args], cwd=cwd,
                           capture_output=True, text=True, timeout=120)
 
 

@@ -22,8 +22,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-# ``standard_normal_log_prob`` lives in coursekit.numerics; re-exported here, where the
-# flows chapter first meets it (``flows.standard_normal_log_prob``).
 from coursekit.numerics import standard_normal_log_prob
 from coursekit.validation import (
     GeneratorLike,
@@ -34,7 +32,7 @@ from coursekit.validation import (
     module_dtype_device,
 )
 
-__all__ = ["AffineCoupling", "Monotone1d", "RealNVP", "standard_normal_log_prob"]
+__all__ = ["AffineCoupling", "Monotone1d", "RealNVP"]
 
 
 class _Flow(nn.Module):

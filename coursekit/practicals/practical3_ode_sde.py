@@ -6,7 +6,7 @@ noised mixture of :class:`coursekit.diffusion.NoisedGaussianMixture`, the refere
 closed-form solution) and raises an ``AssertionError`` whose message names the likely cause;
 it prints a short ``OK`` line when everything holds. The failures are raised explicitly, not
 with ``assert``, so that they also fire under ``python -O``. Every check is written against a
-list of plausible wrong implementations (``tests/test_practical3_checks.py``) and fails for each.
+list of plausible wrong implementations (``tests/test_practical3_ode_sde.py``) and fails for each.
 
 A check run before its exercise lets the stub's ``NotImplementedError("Exercise N: ...")``
 through unchanged, so the message says which exercise to do first. The checks never reseed a
@@ -32,8 +32,9 @@ import numpy as np
 import torch
 
 from coursekit import diffusion, seeding
-from coursekit.checking import ok as _ok
-from coursekit.checking import require as _require
+from coursekit.practicals.checks import ok as _ok
+from coursekit.practicals.checks import require as _require
+from coursekit.practicals.checks import require_done  # noqa: F401  (the notebook calls it)
 
 Score = Callable[[torch.Tensor, float], torch.Tensor]
 
@@ -548,9 +549,3 @@ def check_log_likelihood(log_likelihood: Callable, log_prob: Callable, score: Sc
              "score, along the ODE solution started at x at sigma_min and integrated UP to "
              "sigma_max: check the direction, the sign of the integral and the step grid")
     _ok(f"log_likelihood: within {float(err.max()):.3f} nats of the exact log-density")
-
-
-def require_done(what: str, *values: Any) -> None:
-    """For a cell that uses the results of earlier cells: fail with "do <what> first" when one
-    of them is still ``None`` (the handout sets them to ``None`` before the exercises)."""
-    _require(all(v is not None for v in values), f"no result yet: do {what} first")

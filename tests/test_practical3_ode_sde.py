@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from coursekit import practical3_checks as checks
 from coursekit.diffusion import NoisedGaussianMixture
+from coursekit.practicals import practical3_ode_sde as checks
 
 W = torch.tensor([0.45, 0.35, 0.20], dtype=torch.float64)
 M = torch.tensor([[-2.0, -0.5], [2.0, -0.5], [0.0, 2.5]], dtype=torch.float64)
@@ -581,6 +581,6 @@ def test_handout_order_guards():
     # Run before exercise 6 (or 2-5), the later cells say which exercise to do first.
     with pytest.raises(AssertionError, match="exercise 6 first"):
         checks.check_orders(None, None)
-    with pytest.raises(AssertionError, match="do exercises 2-5 first"):
-        checks.require_done("exercises 2-5", 1.0, None)
-    checks.require_done("exercises 2-5", 1.0, 2.0)
+    with pytest.raises(AssertionError, match="Exercises 2-5: not done yet"):
+        checks.require_done("Exercises 2-5", floor=1.0, orders=None)
+    checks.require_done("Exercises 2-5", floor=1.0, orders=2.0)

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import copy
 import math
-import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -44,8 +43,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from coursekit import seeding
-from coursekit.checking import ok as _ok
-from coursekit.checking import require as _require
+from coursekit.practicals.checks import ok as _ok
+from coursekit.practicals.checks import require as _require
+from coursekit.practicals.checks import student
 
 EXERCISES = {
     "optimal_discriminator": 1,
@@ -64,32 +64,8 @@ EXERCISES = {
 
 
 def _student(fn: Any, name: str) -> Callable:
-    """The student's function: ``fn`` itself, or ``name`` looked up in the notebook's globals."""
-    n = EXERCISES[name]
-    if fn is None:
-        caller = sys._getframe(2).f_globals  # the notebook that called check_*
-        fn = caller.get(name)
-    _require(fn is not None, (
-        f"`{name}` is not defined yet: do Exercise {n} first (write it and run its cell)"
-    ))
-    _require(callable(fn), f"`{name}` should be a function, got {type(fn).__name__}")
-
-    def call(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except NotImplementedError as err:
-            raise AssertionError(
-                f"Exercise {n} is not done yet: `{name}` still raises NotImplementedError "
-                f"({err}). Replace the stub by your code and run its cell again."
-            ) from None
-        except RuntimeError as err:
-            hint = next((h for key, h in _TORCH_ERRORS if key in str(err)), None)
-            if hint is None:
-                raise
-            raise AssertionError(f"`{name}` failed inside torch: {hint}\n(torch said: {err})") from err
-
-    call.__name__ = name
-    return call
+    """The student's function, wrapped by the shared convention, with this practical's hints."""
+    return student(fn, name, f"Exercise {EXERCISES[name]}", hints=_TORCH_ERRORS)
 
 
 #: Torch errors that the usual mistakes produce, and what they mean here.
@@ -169,7 +145,7 @@ def reference_jsd(p: np.ndarray, q: np.ndarray) -> float:
 
 
 def check_optimal_discriminator(
-    optimal_discriminator: Callable | None = None, value_at_optimum: Callable | None = None
+    optimal_discriminator: Callable, value_at_optimum: Callable
 ) -> None:
     """Check ``optimal_discriminator(p, q)`` and ``value_at_optimum(p, q, dx)``.
 
@@ -250,7 +226,7 @@ def _ref_d_loss(real: list[float], fake: list[float]) -> float:
     return sum(_softplus(-r) for r in real) / len(real) + sum(_softplus(f) for f in fake) / len(fake)
 
 
-def check_discriminator_loss(discriminator_loss: Callable | None = None) -> None:
+def check_discriminator_loss(discriminator_loss: Callable) -> None:
     """Check ``discriminator_loss(real_logits, fake_logits) -> scalar`` (to minimise).
 
     The loss is ``-mean_i log D(x_i) - mean_j log(1 - D(G(z_j)))`` with
@@ -332,7 +308,7 @@ def check_discriminator_loss(discriminator_loss: Callable | None = None) -> None
         "logits of +-1000, gradient by autograd")
 
 
-def check_generator_loss(generator_loss: Callable | None = None) -> None:
+def check_generator_loss(generator_loss: Callable) -> None:
     """Check ``generator_loss(fake_logits, saturating=False) -> scalar`` (to minimise).
 
     Non-saturating (default): ``-mean log D(G(z)) = mean softplus(-logit)``;
@@ -480,7 +456,7 @@ def _junk(module: nn.Module, seed: int) -> Tensor:
     return torch.cat([p.grad.flatten() for p in module.parameters()])
 
 
-def check_train_step(train_step: Callable | None = None, seed: int = 0) -> None:
+def check_train_step(train_step: Callable, seed: int = 0) -> None:
     """Check ``train_step(G, D, opt_g, opt_d, real, d_loss, g_loss, *, update_g=True, generator=None)``.
 
     One alternating step: draw ``z = torch.randn(n, G.latent_dim, generator=generator)``,
@@ -626,7 +602,7 @@ class _Spy:
         return 0.5, (0.25 if update_g else None)
 
 
-def check_train_gan(train_gan: Callable | None = None) -> None:
+def check_train_gan(train_gan: Callable) -> None:
     """Check ``train_gan(G, D, data, d_loss, g_loss, *, n_steps, batch_size, lr_g, lr_d,
     n_critic=1, generator=None, step=train_step) -> {"d": [...], "g": [...]}``.
 
@@ -790,7 +766,7 @@ class _LinearCritic(nn.Module):
         return x.flatten(1) @ self.w + self.b
 
 
-def check_gradient_penalty(gradient_penalty: Callable | None = None) -> None:
+def check_gradient_penalty(gradient_penalty: Callable) -> None:
     """Check ``gradient_penalty(critic, real, fake, generator=None) -> scalar``.
 
     ``mean_i (||grad_x critic(x_hat_i)||_2 - 1)^2`` at ``x_hat_i = a_i real_i + (1 - a_i) fake_i``
@@ -908,8 +884,8 @@ def check_gradient_penalty(gradient_penalty: Callable | None = None) -> None:
         "interpolates, closed form on a quadratic critic, differentiable in the critic")
 
 
-def check_wgan_losses(wgan_critic_loss: Callable | None = None,
-                      wgan_generator_loss: Callable | None = None) -> None:
+def check_wgan_losses(wgan_critic_loss: Callable,
+                      wgan_generator_loss: Callable) -> None:
     """Check ``wgan_critic_loss(D, real, fake, gp_weight=...)`` and ``wgan_generator_loss(D, fake)``.
 
     Critic loss: ``mean D(fake) - mean D(real) + gp_weight * penalty`` (minus the
@@ -980,7 +956,7 @@ def _ref_accept(delta: float, gamma: float, eps: float) -> float:
     return 1 / (1 + math.exp(-f)) if f > -700 else 0.0
 
 
-def check_drs_accept_prob(drs_accept_prob: Callable | None = None) -> None:
+def check_drs_accept_prob(drs_accept_prob: Callable) -> None:
     """Check ``drs_accept_prob(logits, max_logit, gamma=0.0, eps=1e-6) -> (n,)`` probabilities.
 
     Azadi et al. (2019): ``p = sigmoid(F)``, ``F = Delta - log(1 - exp(Delta - eps)) - gamma``,
@@ -1053,8 +1029,8 @@ def check_drs_accept_prob(drs_accept_prob: Callable | None = None) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def check_digit_metrics(nearest_neighbour_distances: Callable | None = None,
-                        class_counts: Callable | None = None) -> None:
+def check_digit_metrics(nearest_neighbour_distances: Callable,
+                        class_counts: Callable) -> None:
     """Check ``nearest_neighbour_distances(x, reference) -> (n,)`` and ``class_counts(images, classifier) -> (10,)``.
 
     The distances (Euclidean, over the 64 pixels) are compared with scikit-learn's

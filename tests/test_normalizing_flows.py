@@ -1,4 +1,4 @@
-"""coursekit.flows: invertibility, log-determinants and densities against torch.distributions."""
+"""coursekit.normalizing_flows: invertibility, log-determinants and densities against torch.distributions."""
 
 import numpy as np
 import pytest
@@ -12,7 +12,7 @@ from torch.distributions import (
     TransformedDistribution,
 )
 
-from coursekit import flows
+from coursekit import normalizing_flows as flows
 
 
 def _randomize(module: torch.nn.Module, seed: int = 0, scale: float = 0.5) -> None:

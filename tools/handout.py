@@ -41,7 +41,7 @@ file.
 
 Usage (from the root of the repository)::
 
-    python -m coursekit.handout book/practicals/practical1_vae.ipynb -o handouts/
+    python tools/handout.py book/practicals/practical1_vae.ipynb -o handouts/
 
 **All or nothing.** Several sources may be given at once. Every source is
 read, validated and rendered in memory first; then each handout is written
@@ -391,9 +391,9 @@ def generate(sources: Sequence[str | Path], out_dir: str | Path) -> list[Path]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point: ``python -m coursekit.handout SOURCE.ipynb ... -o DIR``."""
+    """Command-line entry point: ``python tools/handout.py SOURCE.ipynb ... -o DIR``."""
     parser = argparse.ArgumentParser(
-        prog="python -m coursekit.handout",
+        prog="python tools/handout.py",
         description="Write the student version of practical notebooks: each "
         f"'{BEGIN}' ... '{END}' block becomes a stub that raises NotImplementedError, "
         f"and cells tagged '{SOLUTION_ONLY_TAG}' are dropped. All or nothing.",

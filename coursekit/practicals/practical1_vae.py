@@ -7,7 +7,7 @@ whose message names the likely cause; it returns quietly (with a short
 ``OK`` line printed) when everything holds. The failures are raised
 explicitly, not with ``assert`` statements, so that they also fire under
 ``python -O``. Every check is written against a list of plausible wrong
-implementations (``tests/test_practical1_checks.py``) and fails for each.
+implementations (``tests/test_practical1_vae.py``) and fails for each.
 
 A check run before its exercise says which exercise to do first: the stubs
 of the handout raise ``NotImplementedError("Exercise N: ...")``, which the
@@ -51,8 +51,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from coursekit import seeding
-from coursekit.checking import ok as _ok
-from coursekit.checking import require as _require
+from coursekit.practicals.checks import ok as _ok
+from coursekit.practicals.checks import require as _require
+from coursekit.practicals.checks import require_done, student
 from coursekit.validation import as_generator, as_tensor
 
 IMAGE_SHAPE = (1, 8, 8)
@@ -110,41 +111,13 @@ def _keeps_global_rng(check: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _need(obj: Any, name: str, exercise: str) -> None:
-    """A clear message when a check gets nothing to check (its exercise's cell did not run)."""
-    _require(obj is not None, (
-        f"{name} is None: do {exercise} first (run its cell; if it raised NotImplementedError, "
-        "replace the stub by your code)"
-    ))
-
-
-def need(exercise: str, **objects: Any) -> None:
-    """Stop a cell early, naming the exercise to do first, when an object it uses is None.
-
-    The notebook sets the trained models to None before training them, so a cell
-    run before that exercise says so instead of failing with a ``NameError``:
-    ``need("exercise 6", encoder=encoder, decoder=decoder)``.
-    """
-    missing = [name for name, obj in objects.items() if obj is None]
-    _require(not missing, (
-        f"{', '.join(missing)} not ready: do {exercise} first (run its cell; if it raised "
-        "NotImplementedError, replace the stub by your code)"
-    ))
-
-
 def _call(fn: Callable[..., Any], *args: Any, what: str, **kwargs: Any) -> Any:
-    """Call the student's ``fn``; a NameError becomes a message saying which cell to run.
+    """Call the student's ``fn`` through the shared wrapper (not-done, NameError, torch hints).
 
-    ``NotImplementedError`` from a stub passes through unchanged: its message names
-    the exercise to do first.
+    Practical 1's stubs name their exercise in their ``NotImplementedError``; the wrapper
+    quotes it.
     """
-    try:
-        return fn(*args, **kwargs)
-    except NameError as err:
-        raise AssertionError(
-            f"{what} uses a name that is not defined ({err}): run the cell of the earlier "
-            "exercise that defines it, then this check again"
-        ) from err
+    return student(fn, what, f"the exercise that writes `{what}`")(*args, **kwargs)
 
 
 def _fake_images(n: int, seed: int = 0) -> Tensor:
@@ -833,7 +806,7 @@ def check_train_vae(
         return enc, dec, history, before
 
     enc, dec, history, before = run(0)
-    _need(history, "the value returned by train_vae", "exercise 6 (return the history)")
+    require_done("Exercise 6 (return the history from train_vae)", history=history)
     try:
         h = np.asarray([float(v) for v in history])
     except (TypeError, ValueError) as err:
@@ -906,7 +879,7 @@ def check_training(history: Sequence[float] | None, n_steps: int, baseline: floa
         n_steps: the number of steps asked for.
         baseline: ``coursekit.baselines.independent_pixels_nll`` of the training set.
     """
-    _need(history, "history", "exercise 6 (train_vae)")
+    require_done("Exercise 6 (train_vae)", history=history)
     h = np.asarray(history, dtype=float)
     _require(h.ndim == 1 and len(h) == n_steps, (
         f"the history should hold one loss per step ({n_steps}), got shape {h.shape}: append "
@@ -1466,7 +1439,7 @@ def check_conditional_samples(
     the data must recognise the requested digit in at least ``min_accuracy``
     of them; the generator must make the draws reproducible. Returns the accuracy.
     """
-    _need(decoder, "the decoder", "exercise 14 (train the conditional VAE)")
+    require_done("Exercise 14 (train the conditional VAE)", decoder=decoder)
     labels = torch.arange(10).repeat(n_per_class)
     with _seeded(0):
         s1 = _call(sample_conditional, decoder, labels, latent_dim,
