@@ -827,3 +827,11 @@ def test_wrong_class_counts(case):
     fn, match = WRONG_COUNTS[case]
     with pytest.raises(AssertionError, match=match):
         checks.check_digit_metrics(nearest_neighbour_distances, fn)
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_correct_digit_metrics_pass_for_every_seed(monkeypatch, seed):
+    # The check's inputs move with COURSEKIT_SEED; a correct solution must pass for all of them
+    # (seed 1 once failed: torch.cdist's float32 rounding at a zero distance).
+    monkeypatch.setenv("COURSEKIT_SEED", str(seed))
+    checks.check_digit_metrics(nearest_neighbour_distances, class_counts)
