@@ -64,6 +64,8 @@ def _inputs(mixture: Any, x: Any, t: Any) -> tuple[torch.Tensor, torch.Tensor, b
     is_numpy = not isinstance(x, torch.Tensor)
     xt = as_tensor(x, "x", dtype=torch.float64 if is_numpy else None, shape=(None, mixture.dim))
     n = xt.shape[0]
+    if t.is_complex() if isinstance(t, torch.Tensor) else np.iscomplexobj(t):
+        raise ValueError("t: expected real times in (0, 1], got complex values")
     if isinstance(t, torch.Tensor):
         tt = t.to(dtype=xt.dtype, device=xt.device)
     else:

@@ -1017,19 +1017,26 @@ def dirac_gan_trajectory(
     path = np.empty((n_steps + 1, 2))
     path[0] = theta0, psi0
     for k in range(n_steps):
-        if method == "simultaneous":
-            g_psi, g_theta = critic_grad(), generator_grad()       # both at (theta_k, psi_k)
-            with torch.no_grad():
-                critic.psi -= lr * g_psi
-                theta -= lr * g_theta
+        try:
+            if method == "simultaneous":
+                g_psi, g_theta = critic_grad(), generator_grad()   # both at (theta_k, psi_k)
+                with torch.no_grad():
+                    critic.psi -= lr * g_psi
+                    theta -= lr * g_theta
+            else:
+                g_psi = critic_grad()
+                with torch.no_grad():
+                    critic.psi -= lr * g_psi                       # the critic moves first
+                g_theta = generator_grad()                         # against the new critic
+                with torch.no_grad():
+                    theta -= lr * g_theta
+        except ValueError:  # a logit psi * theta (or a penalty) beyond float64: the losses refuse it
+            path[k + 1] = np.inf
         else:
-            g_psi = critic_grad()
-            with torch.no_grad():
-                critic.psi -= lr * g_psi                           # the critic moves first
-            g_theta = generator_grad()                             # against the new critic
-            with torch.no_grad():
-                theta -= lr * g_theta
-        path[k + 1] = theta.item(), critic.psi.item()
+            path[k + 1] = theta.item(), critic.psi.item()
+        if not np.isfinite(path[k + 1]).all():  # a spiral that outgrew float64
+            raise ValueError(f"lr: the trajectory overflowed float64 after {k} steps "
+                             f"(lr = {lr}); use a smaller lr or fewer n_steps")
     return path
 
 

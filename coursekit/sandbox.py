@@ -157,10 +157,15 @@ def bwrap_command(argv: Sequence[str], submission: str | Path | None, limits: Li
     ``submission`` (a folder) is bound read-only at :data:`SUBMISSION_MOUNT`; ``/tmp`` is a
     private tmpfs of ``limits.disk`` bytes and the working folder.
     """
-    if not argv or not all(isinstance(a, str) for a in argv):
+    if (not isinstance(argv, (list, tuple)) or not argv
+            or not all(isinstance(a, str) for a in argv)):
         raise ValueError(f"argv: expected a non-empty list of strings, got {argv!r}")
+    if submission is not None and not isinstance(submission, (str, os.PathLike)):
+        raise TypeError(f"submission: expected a folder path or None, got {type(submission).__name__}")
     if not isinstance(limits, Limits):
         raise TypeError(f"limits: expected a coursekit.sandbox.Limits, got {type(limits).__name__}")
+    if not isinstance(bwrap, str) or not bwrap:
+        raise ValueError(f"bwrap: expected the path of the bwrap program, got {bwrap!r}")
     cmd = [bwrap,
            # Namespaces: a user namespace without capabilities (even when the evaluator is
            # root), its own PIDs, no network, and no way to build further namespaces.
@@ -281,6 +286,9 @@ def process_tree(pid: int) -> list[int]:
     Walks the tree's own ``children`` files, so its cost grows with the sandbox, not with the
     machine; falls back to a scan of all of /proc on kernels without them.
     """
+    # Its pids are killed: 0 or -1 would signal a process group or every process.
+    if isinstance(pid, bool) or not isinstance(pid, int) or pid < 1:
+        raise ValueError(f"pid: expected a process id (an integer >= 1), got {pid!r}")
     tree, todo = [], [pid]
     kids_of: dict[int, list[int]] | None = None
     while todo:

@@ -59,6 +59,7 @@ from coursekit import (
     plot,
     project,
     sampling,
+    sandbox,
     seeding,
     tokenizer,
     transport,
@@ -68,6 +69,9 @@ from coursekit import (
 )
 from coursekit import (
     diffusion as df,
+)
+from coursekit import (
+    flow_matching as fm,
 )
 from coursekit import (
     language_model as lm,
@@ -781,6 +785,94 @@ ACCEPTED = {
 }
 
 
+# ---------------------------------------------------------------------------------------------
+# Names added since: diffusion's grid TV, flow_matching, the Dirac-GAN, KID and C_T,
+# the sandbox's in-process helpers, quality_diversity
+# ---------------------------------------------------------------------------------------------
+
+_R2 = np.random.default_rng(5)
+NGM1 = df.NoisedGaussianMixture([0.5, 0.5], [[-1.0], [1.0]], np.full((2, 1, 1), 0.25))
+MEM_TRAIN = _R2.normal(size=(30, 2))
+MEM_TEST = _R2.normal(size=(20, 2))
+MEM_GEN = _R2.normal(size=(20, 2))
+_FM_VELOCITY = lambda x, t: 0.5 * x  # noqa: E731  (any shape, like a network's)
+
+_BAD.update({
+    "mixture": [("int", 3), ("str", "x"), ("gmm.GaussianMixture", GM)],
+    "argv": [("str", "python"), ("empty", []), ("int", 3), ("non-str item", ["python", 3])],
+    # a valid lr whose spiral outgrows float64 (Dirac-GAN, WGAN losses): named, not a NaN
+    "diverging": [("overflow", 10.0)],
+})
+
+SWEEP += [
+    # diffusion: the grid total variation
+    ("df.grid_cell_probabilities", df.grid_cell_probabilities,
+     dict(mixture=NGM1, sigma=0.1, bins=4),
+     {"mixture": "mixture", "sigma": "nonneg", "bins": "int1", "lim": "pos"}),
+    ("df.grid_tv", df.grid_tv, dict(samples=X2, mixture=NGM, bins=4),
+     {"samples": "array", "mixture": "mixture", "sigma": "nonneg", "bins": "int1",
+      "lim": "pos"}),
+    ("df.grid_tv_floor", df.grid_tv_floor,
+     dict(mixture=NGM1, n=10, bins=4, n_repeats=2, rng=0),
+     {"mixture": "mixture", "n": "int1", "sigma": "nonneg", "bins": "int1", "lim": "pos",
+      "n_repeats": "int1", "rng": "rng"}),
+    # flow_matching
+    ("fm.marginal_log_prob", fm.marginal_log_prob, dict(mixture=NGM, x=X2, t=0.5),
+     {"mixture": "mixture", "x": "array", "t": "prob"}),
+    ("fm.marginal_log_prob-t", fm.marginal_log_prob,
+     dict(mixture=NGM, x=X2T, t=torch.full((20,), 0.5)), {"x": "array", "t": "array"}),
+    ("fm.exact_velocity", fm.exact_velocity, dict(mixture=NGM, x=X2, t=0.5),
+     {"mixture": "mixture", "x": "array", "t": "prob"}),
+    ("fm.exact_velocity-t", fm.exact_velocity, dict(mixture=NGM, x=X2, t=np.full(20, 0.5)),
+     {"t": "array"}),
+    ("fm.sample_ode", fm.sample_ode,
+     dict(velocity=_FM_VELOCITY, x1=X2T[:4], n_steps=3, method="heun"),
+     {"velocity": "callable", "x1": "array", "n_steps": "int1", "method": "choice"}),
+    ("fm.cfm_loss", fm.cfm_loss, dict(model=_FM_VELOCITY, x0=X2T, generator=0),
+     {"model": "callable", "x0": "array", "generator": "gen"}),
+    # gan
+    ("gan.dirac_gan_trajectory", gan.dirac_gan_trajectory,
+     dict(method="alternating", n_steps=3, lr=0.1, reg="r1", loss="wgan", gamma=1.0,
+          start=np.array([1.0, 1.0])),
+     {"method": "choice", "n_steps": "int1", "lr": "pos", "reg": "choice", "loss": "choice",
+      "gamma": "nonneg", "start": "array"}),
+    ("gan.dirac_gan_trajectory-overflow", gan.dirac_gan_trajectory,
+     dict(method="simultaneous", n_steps=300, lr=0.1, loss="wgan"), {"lr": "diverging"}),
+    ("gan.lipschitz_upper_bound", gan.lipschitz_upper_bound, dict(critic=CRITIC),
+     {"critic": "model"}),
+    # metrics
+    ("metrics.mmd2_unbiased", metrics.mmd2_unbiased, dict(x=FEAT, y=FEAT + 1),
+     {"x": "array", "y": "array"}),
+    ("metrics.kid", metrics.kid,
+     dict(real_features=FEAT, fake_features=FEAT + 0.5, n_subsets=3, subset_size=4, rng=0),
+     {"real_features": "array", "fake_features": "array", "n_subsets": "int1",
+      "subset_size": "int1", "rng": "rng"}),
+    ("metrics.memorisation_ct", metrics.memorisation_ct,
+     dict(train=MEM_TRAIN, test=MEM_TEST, generated=MEM_GEN, n_cells=2, min_generated=2,
+          rng=0),
+     {"train": "array", "test": "array", "generated": "array", "n_cells": "int1",
+      "min_generated": "int1", "rng": "rng"}),
+    # project
+    ("project.safe_group_name", project.safe_group_name, dict(name="group-a"),
+     {"name": "text"}),
+    # sandbox: the helpers that start no process (run's tests: tests/test_project_hostile.py)
+    ("sandbox.Limits", sandbox.Limits,
+     dict(memory=2**30, processes=8, disk=2**20, open_files=16, output=2**10),
+     {"memory": "int1", "processes": "int1", "disk": "int1", "open_files": "int1",
+      "output": "int1"}),
+    ("sandbox.bwrap_command", sandbox.bwrap_command,
+     dict(argv=["python", "-c", "pass"], submission=ROOT, limits=sandbox.Limits()),
+     {"argv": "argv", "submission": "path", "limits": "model", "bwrap": "text"}),
+    ("sandbox.process_tree", sandbox.process_tree, dict(pid=1), {"pid": "int1"}),
+    ("sandbox.sanitise", sandbox.sanitise, dict(text="a\nb", limit=20), {"limit": "int1"}),
+]
+
+ACCEPTED |= {
+    # (n, ...) of any shape: the velocity / model decides
+    ("fm.sample_ode", "x1", "extra-axis"), ("fm.cfm_loss", "x0", "extra-axis"),
+}
+
+
 def _sweep_params():
     for fid, fn, kwargs, kinds in SWEEP:
         for arg, kind in kinds.items():
@@ -838,6 +930,9 @@ SWEEP_EXEMPT = {
     "metrics.MemorisationTest": "a result record returned by nearest_neighbour_memorisation",
     "gan.FDivergence": "a row of the table gan.F_DIVERGENCES (callers pick one by name)",
     "project.SubmissionError": "an exception class",
+    "metrics.CellMemorisationTest": "a result record returned by memorisation_ct",
+    "sandbox.Result": "a result record returned by sandbox.run",
+    "sandbox.SandboxUnavailable": "an exception class",
     # nn.Module forwards: compute bare (CONTRIBUTING, "check at the boundary"); the public
     # entry point that calls them validates
     "autoregressive.MADE.forward": "nn.Module forward, called by the swept MADE.log_prob",
@@ -872,6 +967,8 @@ SWEEP_EXEMPT = {
     "project.write_site": "writes the leaderboard site (tests/test_project.py)",
     "project.compute_metrics": "needs the trained digits classifier and the reference "
                                "features (tests/test_project.py)",
+    "sandbox.run": "starts a (sandboxed) process; tests/test_project_hostile.py sends it bad "
+                   "arguments (test_sandbox_arguments_are_checked)",
 }
 
 
