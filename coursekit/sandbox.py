@@ -150,6 +150,17 @@ def _python_binds() -> list[str]:
     return args
 
 
+def _check_argv(argv: Any) -> None:
+    if (not isinstance(argv, (list, tuple)) or not argv
+            or not all(isinstance(a, str) for a in argv)):
+        raise ValueError(f"argv: expected a non-empty list of strings, got {argv!r}")
+
+
+def _check_submission(submission: Any) -> None:
+    if submission is not None and not isinstance(submission, (str, os.PathLike)):
+        raise TypeError(f"submission: expected a folder path or None, got {type(submission).__name__}")
+
+
 def bwrap_command(argv: Sequence[str], submission: str | Path | None, limits: Limits,
                   bwrap: str = "bwrap") -> list[str]:
     """The bubblewrap command line that runs ``argv`` in the sandbox.
@@ -157,11 +168,8 @@ def bwrap_command(argv: Sequence[str], submission: str | Path | None, limits: Li
     ``submission`` (a folder) is bound read-only at :data:`SUBMISSION_MOUNT`; ``/tmp`` is a
     private tmpfs of ``limits.disk`` bytes and the working folder.
     """
-    if (not isinstance(argv, (list, tuple)) or not argv
-            or not all(isinstance(a, str) for a in argv)):
-        raise ValueError(f"argv: expected a non-empty list of strings, got {argv!r}")
-    if submission is not None and not isinstance(submission, (str, os.PathLike)):
-        raise TypeError(f"submission: expected a folder path or None, got {type(submission).__name__}")
+    _check_argv(argv)
+    _check_submission(submission)
     if not isinstance(limits, Limits):
         raise TypeError(f"limits: expected a coursekit.sandbox.Limits, got {type(limits).__name__}")
     if not isinstance(bwrap, str) or not bwrap:
@@ -383,6 +391,7 @@ def run(argv: Sequence[str], *, submission: str | Path | None = None, timeout: f
         SandboxUnavailable: ``sandbox=True`` and bubblewrap does not work here.
         ValueError: a bad argument (named).
     """
+    _check_argv(argv)
     limits = Limits() if limits is None else limits
     if not isinstance(limits, Limits):
         raise TypeError(f"limits: expected a coursekit.sandbox.Limits, got {type(limits).__name__}")
@@ -391,6 +400,7 @@ def run(argv: Sequence[str], *, submission: str | Path | None = None, timeout: f
             raise ValueError(f"{name}: expected a number of seconds in (0, 86400], got {v!r}")
     if not isinstance(ready, bytes) or not ready.endswith(b"\n"):
         raise ValueError(f"ready: expected a bytes line ending with a newline, got {ready!r}")
+    _check_submission(submission)
     if submission is not None and not Path(submission).is_dir():
         raise ValueError(f"submission: {submission} is not a folder")
     cpu = int(startup_limit + timeout) + 5
