@@ -58,6 +58,7 @@ from coursekit import (
     numerics,
     plot,
     project,
+    quality_diversity,
     sampling,
     sandbox,
     seeding,
@@ -867,9 +868,42 @@ SWEEP += [
     ("sandbox.sanitise", sandbox.sanitise, dict(text="a\nb", limit=20), {"limit": "int1"}),
 ]
 
+# quality_diversity
+QD_P, QD_Q = np.array([0.5, 0.3, 0.2, 0.0]), np.array([0.1, 0.4, 0.2, 0.3])
+_BAD["mixture_spec"] = [  # a mixture, or a tuple (weights, means, covariances)
+    ("int", 3), ("str", "x"), ("pair", ([1.0], [[0.0]])),
+    ("weights sum 1.1", ([0.5, 0.6], [[0.0], [1.0]], np.ones((2, 1, 1))))]
+SWEEP += [
+    ("qd.prd_alpha_beta", quality_diversity.prd_alpha_beta,
+     dict(p=QD_P, q=QD_Q, lambdas=np.array([0.0, 0.5, 1.0, np.inf])),
+     {"p": "array", "q": "array", "lambdas": "array"}),
+    ("qd.prd_curve_exact", quality_diversity.prd_curve_exact, dict(p=QD_P, q=QD_Q, n_angles=5),
+     {"p": "array", "q": "array", "n_angles": "int1"}),
+    ("qd.pr_divergence", quality_diversity.pr_divergence, dict(p=QD_P, q=QD_Q, lam=2.0),
+     {"p": "array", "q": "array", "lam": "pos"}),
+    ("qd.pr_f_divergence", quality_diversity.pr_f_divergence, dict(lam=2.0), {"lam": "pos"}),
+    ("qd.prd_curve_mixtures", quality_diversity.prd_curve_mixtures,
+     dict(p_mixture=GM, q_mixture=NGM, n_angles=5, n_samples=40, rng=0),
+     {"p_mixture": "mixture_spec", "q_mixture": "mixture_spec", "n_angles": "int1",
+      "n_samples": "int1",
+      "rng": "rng"}),
+    ("qd.alpha_precision_beta_recall", quality_diversity.alpha_precision_beta_recall,
+     dict(real_features=FEAT, fake_features=FEAT + 0.5, n_levels=5, center=np.zeros(3)),
+     {"real_features": "array", "fake_features": "array", "n_levels": "int1",
+      "center": "array"}),
+    ("qd.authenticity", quality_diversity.authenticity,
+     dict(real_features=FEAT, fake_features=FEAT + 0.5),
+     {"real_features": "array", "fake_features": "array"}),
+    ("qd.authenticity-blocked", quality_diversity.authenticity,
+     dict(real_features=_R2.normal(size=(12, 9)), fake_features=_R2.normal(size=(5, 9))),
+     {"real_features": "array", "fake_features": "array"}),
+]
+
 ACCEPTED |= {
     # (n, ...) of any shape: the velocity / model decides
     ("fm.sample_ode", "x1", "extra-axis"), ("fm.cfm_loss", "x0", "extra-axis"),
+    # lambda = inf is a slope of the PRD curve (its end point alpha(inf) = Q(supp P))
+    ("qd.prd_alpha_beta", "lambdas", "inf"),
 }
 
 
@@ -933,6 +967,11 @@ SWEEP_EXEMPT = {
     "metrics.CellMemorisationTest": "a result record returned by memorisation_ct",
     "sandbox.Result": "a result record returned by sandbox.run",
     "sandbox.SandboxUnavailable": "an exception class",
+    "quality_diversity.PRDCurve": "a result record returned by prd_curve_exact",
+    "quality_diversity.MixturePRD": "a result record returned by prd_curve_mixtures",
+    "quality_diversity.AlphaBetaCurves": "a result record returned by "
+                                         "alpha_precision_beta_recall",
+    "quality_diversity.Authenticity": "a result record returned by authenticity",
     # nn.Module forwards: compute bare (CONTRIBUTING, "check at the boundary"); the public
     # entry point that calls them validates
     "autoregressive.MADE.forward": "nn.Module forward, called by the swept MADE.log_prob",
