@@ -200,8 +200,11 @@ def pr_divergence(p: Any, q: Any, lam: float) -> float:
     """
     p, q = _pair(p, q)
     lam = check_positive(lam, "lam")
-    # max(lam p, q) = lam p + q - min(lam p, q): each term is an exact sum of non-negatives
-    return float(max(np.maximum(lam * p, q).sum() - max(lam, 1.0), 0.0))
+    # D = min(lam, 1) - alpha = sum (q - lam p)_+ (lam >= 1) or sum (lam p - q)_+ (lam < 1), as
+    # p and q sum to 1: a sum of non-negatives, not sum max(lam p, q) - lam, which cancels to 0
+    # for a large lam
+    gap = q - lam * p if lam >= 1.0 else lam * p - q
+    return float(np.maximum(gap, 0.0).sum())
 
 
 def _is_t(x: Any) -> bool:

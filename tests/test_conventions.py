@@ -885,8 +885,7 @@ SWEEP += [
     ("qd.prd_curve_mixtures", quality_diversity.prd_curve_mixtures,
      dict(p_mixture=GM, q_mixture=NGM, n_angles=5, n_samples=40, rng=0),
      {"p_mixture": "mixture_spec", "q_mixture": "mixture_spec", "n_angles": "int1",
-      "n_samples": "int1",
-      "rng": "rng"}),
+      "n_samples": "int1", "rng": "rng"}),
     ("qd.alpha_precision_beta_recall", quality_diversity.alpha_precision_beta_recall,
      dict(real_features=FEAT, fake_features=FEAT + 0.5, n_levels=5, center=np.zeros(3)),
      {"real_features": "array", "fake_features": "array", "n_levels": "int1",
@@ -1313,6 +1312,13 @@ def test_one_independent_pixel_baseline():
     np.testing.assert_allclose(baselines.independent_pixels_log_prob(x_fit, x_eval), ref,
                                rtol=1e-12)
     assert baselines.independent_pixels_nll(x_fit, x_eval) == pytest.approx(-ref.mean())
+
+
+def test_pr_divergence_does_not_cancel_at_large_lambda():
+    # D_lambda -> 1 - Q(supp P) = 0.3 as lambda -> inf (the closed form of the frontier's end)
+    for lam in (1e8, 1e16, 1e20):
+        assert quality_diversity.pr_divergence(QD_P, QD_Q, lam) == pytest.approx(0.3, rel=1e-12)
+    assert quality_diversity.pr_divergence(QD_P, QD_Q, 1e-20) == 0.0  # every q_w > lambda p_w
 
 
 def test_clip_arguments_are_validated():
