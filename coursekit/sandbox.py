@@ -183,12 +183,14 @@ def bwrap_command(argv: Sequence[str], submission: str | Path | None, limits: Li
            # Nothing outlives the run: the sandbox dies with the evaluator, and a new session
            # keeps it away from the evaluator's terminal.
            "--die-with-parent", "--new-session",
-           *_system_binds(), *_python_binds(),
            "--proc", "/proc", "--dev", "/dev",
            # The only writable places, each a private tmpfs of limits.disk bytes: /tmp (the
-           # working folder) and /dev/shm (shared memory, which multiprocessing uses).
+           # working folder) and /dev/shm (shared memory, which multiprocessing uses). They
+           # come before the read-only binds, so that an interpreter or a checkout that lives
+           # under /tmp (a CI clone) is bound on top of the private /tmp, not hidden by it.
            "--size", str(limits.disk), "--tmpfs", "/dev/shm",
-           "--size", str(limits.disk), "--tmpfs", "/tmp", "--chdir", "/tmp",
+           "--size", str(limits.disk), "--tmpfs", "/tmp",
+           *_system_binds(), *_python_binds(), "--chdir", "/tmp",
            "--clearenv", "--setenv", "HOME", "/tmp", "--setenv", "TMPDIR", "/tmp",
            "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "LANG", "C.UTF-8",
            "--setenv", "OMP_NUM_THREADS", "1", "--setenv", "MPLBACKEND", "Agg"]
