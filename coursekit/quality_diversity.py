@@ -49,6 +49,9 @@ from scipy.spatial import cKDTree
 
 from coursekit.gan import FDivergence
 from coursekit.gmm import GaussianMixture
+
+# One home for the feature-array checks shared with the other sample metrics.
+from coursekit.metrics import _features, _same_dim
 from coursekit.numerics import logsumexp, sq_dists
 from coursekit.validation import (
     RngLike,
@@ -100,21 +103,6 @@ def _angles_to_slopes(n_angles: Any) -> np.ndarray:
     lam = np.tan(np.linspace(0.0, math.pi / 2, n_angles))
     lam[0], lam[-1] = 0.0, math.inf  # tan(pi/2) is 1.6e16 in floating point, not inf
     return lam
-
-
-def _features(x: Any, name: str, min_rows: int) -> np.ndarray:
-    arr = check_array(x, name, ndim=2)
-    if arr.shape[0] < min_rows:
-        raise ValueError(f"{name}: expected at least {min_rows} rows (samples), got {arr.shape[0]}")
-    if arr.shape[1] == 0:
-        raise ValueError(f"{name}: expected at least one feature column, got shape {arr.shape}")
-    return arr
-
-
-def _same_dim(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str) -> None:
-    if a.shape[1] != b.shape[1]:
-        raise ValueError(f"{name_b}: expected {a.shape[1]} features per row like {name_a}, "
-                         f"got {b.shape[1]}")
 
 
 # ----------------------------------------------------------------------------------------------
