@@ -17,27 +17,18 @@ from scipy import stats
 
 from coursekit import diffusion as df
 
-W = [0.3, 0.5, 0.2]
-MU = [[-2.0, 0.0], [2.0, 1.0], [0.0, -2.5]]
-COV = [
-    [[0.3, 0.1], [0.1, 0.2]],
-    [[0.5, 0.0], [0.0, 0.1]],
-    [[0.2, -0.05], [-0.05, 0.4]],
-]
+# The 3-component test mixture `mix` is a fixture of conftest.py.
 
 
-@pytest.fixture(scope="module")
-def mix() -> df.NoisedGaussianMixture:
-    return df.NoisedGaussianMixture(W, MU, COV)
-
-
-def scipy_log_prob(x: np.ndarray, sigma: np.ndarray | float) -> np.ndarray:
+def scipy_log_prob(
+    mix: df.NoisedGaussianMixture, x: np.ndarray, sigma: np.ndarray | float
+) -> np.ndarray:
     sig = np.broadcast_to(np.asarray(sigma, float), (len(x),))
     out = np.empty(len(x))
     for i, (xi, si) in enumerate(zip(x, sig, strict=False)):
         dens = sum(
             w * stats.multivariate_normal(m, np.array(c) + si**2 * np.eye(2)).pdf(xi)
-            for w, m, c in zip(W, MU, COV, strict=False)
+            for w, m, c in zip(mix.weights, mix.means, mix.covariances, strict=False)
         )
         out[i] = np.log(dens)
     return out
@@ -51,7 +42,8 @@ def scipy_log_prob(x: np.ndarray, sigma: np.ndarray | float) -> np.ndarray:
 @pytest.mark.parametrize("sigma", [0.0, 0.3, 2.0, 50.0])
 def test_log_prob_matches_scipy(mix, sigma):
     x = np.random.default_rng(0).normal(size=(20, 2)) * 3
-    np.testing.assert_allclose(mix.log_prob(x, sigma), scipy_log_prob(x, sigma), rtol=1e-10,
+    np.testing.assert_allclose(mix.log_prob(x, sigma), scipy_log_prob(mix, x, sigma),
+                               rtol=1e-10,
                                atol=1e-10)
 
 
@@ -59,7 +51,7 @@ def test_per_row_sigma_and_torch_roundtrip(mix):
     rng = np.random.default_rng(1)
     x = rng.normal(size=(15, 2)) * 2
     sig = rng.uniform(0.0, 3.0, size=15)
-    np.testing.assert_allclose(mix.log_prob(x, sig), scipy_log_prob(x, sig), rtol=1e-10)
+    np.testing.assert_allclose(mix.log_prob(x, sig), scipy_log_prob(mix, x, sig), rtol=1e-10)
     out = mix.log_prob(torch.tensor(x), torch.tensor(sig))
     assert isinstance(out, torch.Tensor) and out.dtype == torch.float64
     np.testing.assert_allclose(out.numpy(), mix.log_prob(x, sig), rtol=1e-12)
@@ -115,7 +107,7 @@ def test_class_log_prob_and_subset(mix):
     # Bayes: p(x | c) = p(x) P(c | x) / P(c)
     sub = mix.subset([0, 2])
     lhs = sub.log_prob(x, 0.5)
-    rhs = mix.log_prob(x, 0.5) + mix.class_log_prob(x, 0.5, [0, 2]) - np.log(W[0] + W[2])
+    rhs = mix.log_prob(x, 0.5) + mix.class_log_prob(x, 0.5, [0, 2]) - np.log(mix.weights[0] + mix.weights[2])
     np.testing.assert_allclose(lhs, rhs, rtol=1e-10)
 
 
