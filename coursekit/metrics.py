@@ -702,7 +702,8 @@ def prd_from_histograms(real_hist: Any, fake_hist: Any, num_angles: int = 1001,
     For the reference law P (``real_hist``) and the model Q (``fake_hist``) on the same
     bins, and slopes ``lambda = tan(angle)``, angles evenly spaced in (0, pi/2):
     ``alpha(lambda) = sum_w min(lambda P(w), Q(w))`` (precision) and
-    ``beta(lambda) = alpha(lambda) / lambda`` (recall).  The pairs trace the frontier of
+    ``beta(lambda) = alpha(lambda) / lambda`` (recall), computed by
+    :func:`coursekit.quality_diversity.prd_alpha_beta`.  The pairs trace the frontier of
     PRD(Q, P).  Identical laws give (1, 1) at lambda = 1.
 
     Args:
@@ -725,8 +726,11 @@ def prd_from_histograms(real_hist: Any, fake_hist: Any, num_angles: int = 1001,
     if not isinstance(epsilon, (int, float)) or not 0 < epsilon < 0.1:
         raise ValueError(f"epsilon: expected 0 < epsilon < 0.1, got {epsilon}")
     slopes = np.tan(np.linspace(epsilon, math.pi / 2 - epsilon, num_angles))  # (A,) lambda
-    precision = np.minimum(p[None, :] * slopes[:, None], q[None, :]).sum(1)  # (A,) alpha
-    recall = precision / slopes  # (A,) beta = alpha / lambda
+    # one home for the frontier formulas: quality_diversity (imported here, since it
+    # imports this module's feature checks)
+    from coursekit.quality_diversity import prd_alpha_beta
+
+    precision, recall = prd_alpha_beta(p, q, slopes)  # (A,) alpha, (A,) beta
     return np.clip(precision, 0.0, 1.0), np.clip(recall, 0.0, 1.0)
 
 

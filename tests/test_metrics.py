@@ -391,6 +391,25 @@ def test_prd_matches_the_definition():
     assert pr.max() == 0 and rc.max() == 0
 
 
+def test_prd_from_histograms_keeps_sajjadi_reference_values():
+    # the curve now comes from quality_diversity.prd_alpha_beta (one home); its values must
+    # stay those of Sajjadi et al.'s reference code: alpha = sum min(lambda p, q) at
+    # lambda = tan(linspace(eps, pi/2 - eps)), beta = alpha / lambda, both clipped to [0, 1]
+    rng = np.random.default_rng(15)
+    cases = [(rng.dirichlet(np.ones(30)), rng.dirichlet(np.full(30, 0.2))),
+             (np.array([3.0, 0, 1, 0]), np.array([0.0, 2, 1, 5])),  # zeros, unnormalised
+             (np.ones(7), np.ones(7))]
+    for hp, hq in cases:
+        p, q = hp / hp.sum(), hq / hq.sum()
+        for num_angles, eps in ((1001, 1e-10), (17, 1e-3)):
+            slopes = np.tan(np.linspace(eps, np.pi / 2 - eps, num_angles))
+            ref_a = np.minimum(p[None, :] * slopes[:, None], q[None, :]).sum(1)
+            ref_b = ref_a / slopes
+            prec, rec = metrics.prd_from_histograms(hp, hq, num_angles, epsilon=eps)
+            np.testing.assert_allclose(prec, np.clip(ref_a, 0, 1), rtol=1e-12, atol=1e-15)
+            np.testing.assert_allclose(rec, np.clip(ref_b, 0, 1), rtol=1e-12, atol=1e-15)
+
+
 def test_prd_curve_on_features_and_f_beta():
     rng = np.random.default_rng(14)
     real = np.concatenate([rng.standard_normal((200, 2)) - 5, rng.standard_normal((200, 2)) + 5])
