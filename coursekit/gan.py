@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -743,7 +744,41 @@ class DigitCritic(Critic):
 # Training
 # ----------------------------------------------------------------------------------------------
 
-LOSSES = ("nonsaturating", "saturating", "wgan_gp", "wgan_clip", "f_gan")
+#: The loss pairs of :func:`train_gan`: name -> (critic's loss on (real, fake) scores,
+#: generator's loss on fake scores). ``"f_gan"`` is completed by :func:`loss_pair`.
+LOSS_PAIRS: dict[str, tuple[Callable[[Any, Any], Tensor], Callable[[Any], Tensor]]] = {
+    "nonsaturating": (discriminator_loss, generator_loss_nonsaturating),
+    "saturating": (discriminator_loss, generator_loss_saturating),
+    "wgan_gp": (wgan_critic_loss, wgan_generator_loss),     # + gp_weight * gradient_penalty
+    "wgan_clip": (wgan_critic_loss, wgan_generator_loss),   # + clip_weights after each step
+}
+LOSSES = (*LOSS_PAIRS, "f_gan")
+
+
+def loss_pair(
+    loss: str, divergence: str | FDivergence | None = None, f_gan_objective: str | None = None
+) -> tuple[Callable[[Any, Any], Tensor], Callable[[Any], Tensor]]:
+    """The two losses of a named GAN: ``(critic_loss(real_v, fake_v), generator_loss(fake_v))``.
+
+    The table of :func:`train_gan` in code: :data:`LOSS_PAIRS` for the fixed pairs; for
+    ``loss="f_gan"``, :func:`f_gan_critic_loss` and :func:`f_gan_generator_loss` with the
+    chosen ``divergence`` (a key of :data:`F_DIVERGENCES`) and ``f_gan_objective``
+    (``"saddle"``, the default, or ``"nonsaturating"``), which only ``"f_gan"`` takes.
+    """
+    if loss not in LOSSES:
+        raise ValueError(f"loss: expected one of {', '.join(LOSSES)}, got {loss!r}")
+    if loss != "f_gan":
+        if divergence is not None or f_gan_objective is not None:
+            name = "divergence" if divergence is not None else "f_gan_objective"
+            raise ValueError(f"{name}: only used with loss='f_gan'")
+        return LOSS_PAIRS[loss]
+    div = get_divergence(divergence)
+    objective = "saddle" if f_gan_objective is None else f_gan_objective
+    if objective not in F_GAN_OBJECTIVES:
+        raise ValueError(f"f_gan_objective: expected one of {', '.join(F_GAN_OBJECTIVES)}, "
+                         f"got {objective!r}")
+    return (partial(f_gan_critic_loss, divergence=div),
+            partial(f_gan_generator_loss, divergence=div, objective=objective))
 LR_SCHEDULES = ("constant", "linear")
 
 
@@ -773,7 +808,8 @@ def train_gan(
     """Alternating GAN training (Goodfellow et al. 2014, Algorithm 1) with a tqdm bar.
 
     Each step: ``n_critic`` critic updates on a fresh data mini-batch and fresh samples,
-    then one generator update. Adam for both. The loss pairs:
+    then one generator update. Adam for both. The loss pairs (:data:`LOSS_PAIRS`,
+    :func:`loss_pair`):
 
     ============== =============================================== =============================
     ``loss``       critic minimises                                generator minimises
@@ -811,18 +847,7 @@ def train_gan(
         ``{"critic": [...], "generator": [...]}``: the losses after each generator step
         (the critic's is the last of its ``n_critic`` updates).
     """
-    if loss not in LOSSES:
-        raise ValueError(f"loss: expected one of {', '.join(LOSSES)}, got {loss!r}")
-    if loss == "f_gan":
-        div = get_divergence(divergence)
-    elif divergence is not None:
-        raise ValueError("divergence: only used with loss='f_gan'")
-    if f_gan_objective is not None and loss != "f_gan":
-        raise ValueError("f_gan_objective: only used with loss='f_gan'")
-    f_gan_objective = "saddle" if f_gan_objective is None else f_gan_objective
-    if f_gan_objective not in F_GAN_OBJECTIVES:
-        raise ValueError(f"f_gan_objective: expected one of {', '.join(F_GAN_OBJECTIVES)}, "
-                         f"got {f_gan_objective!r}")
+    critic_loss, generator_loss = loss_pair(loss, divergence, f_gan_objective)
     n_steps = check_positive_int(n_steps, "n_steps")
     n_critic = check_positive_int(n_critic, "n_critic")
     batch_size = check_positive_int(batch_size, "batch_size")
@@ -857,16 +882,9 @@ def train_gan(
             real = x[torch.randint(0, x.shape[0], (batch_size,), generator=gen, device=x.device)]
             with torch.no_grad():
                 fake = fake_batch()
-            real_v, fake_v = critic(real), critic(fake)
-            if loss in ("nonsaturating", "saturating"):
-                d_loss = discriminator_loss(real_v, fake_v)
-            elif loss == "f_gan":
-                d_loss = f_gan_critic_loss(real_v, fake_v, div)
-            else:
-                d_loss = wgan_critic_loss(real_v, fake_v)
-                if loss == "wgan_gp":
-                    d_loss = d_loss + gp_weight * gradient_penalty(critic, real, fake,
-                                                                   generator=gen)
+            d_loss = critic_loss(critic(real), critic(fake))
+            if loss == "wgan_gp":
+                d_loss = d_loss + gp_weight * gradient_penalty(critic, real, fake, generator=gen)
             if r1_weight > 0.0:
                 d_loss = d_loss + 0.5 * r1_weight * r1_penalty(critic, real)
             opt_d.zero_grad(set_to_none=True)
@@ -874,15 +892,7 @@ def train_gan(
             opt_d.step()
             if loss == "wgan_clip":
                 clip_weights(critic, clip)
-        fake_v = critic(fake_batch())
-        if loss == "nonsaturating":
-            g_loss = generator_loss_nonsaturating(fake_v)
-        elif loss == "saturating":
-            g_loss = generator_loss_saturating(fake_v)
-        elif loss == "f_gan":
-            g_loss = f_gan_generator_loss(fake_v, div, objective=f_gan_objective)
-        else:
-            g_loss = wgan_generator_loss(fake_v)
+        g_loss = generator_loss(critic(fake_batch()))
         opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         opt_g.step()

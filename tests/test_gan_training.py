@@ -495,3 +495,40 @@ def test_dirac_gan_bad_inputs():
                          ({"start": (math.nan, 1.0)}, "start")]:
         with pytest.raises(ValueError, match=name):
             gan.dirac_gan_trajectory(**kwargs)
+
+
+# ------------------------------------------------------------------------- the loss table
+
+
+def test_loss_pair_is_the_docstring_table():
+    # Each named loss resolves to the pair of public loss functions train_gan documents.
+    real = torch.tensor([0.3, -1.2, 2.0], dtype=torch.float64)
+    fake = torch.tensor([-0.5, 0.7], dtype=torch.float64)
+    expected = {
+        "nonsaturating": (gan.discriminator_loss(real, fake), gan.generator_loss_nonsaturating(fake)),
+        "saturating": (gan.discriminator_loss(real, fake), gan.generator_loss_saturating(fake)),
+        "wgan_gp": (gan.wgan_critic_loss(real, fake), gan.wgan_generator_loss(fake)),
+        "wgan_clip": (gan.wgan_critic_loss(real, fake), gan.wgan_generator_loss(fake)),
+    }
+    for name, (d_ref, g_ref) in expected.items():
+        d_loss, g_loss = gan.loss_pair(name)
+        assert torch.equal(d_loss(real, fake), d_ref) and torch.equal(g_loss(fake), g_ref), name
+    for objective in ("saddle", "nonsaturating"):
+        d_loss, g_loss = gan.loss_pair("f_gan", "kl", objective)
+        assert torch.equal(d_loss(real, fake), gan.f_gan_critic_loss(real, fake, "kl"))
+        assert torch.equal(g_loss(fake), gan.f_gan_generator_loss(fake, "kl", objective=objective))
+    # the default f-GAN objective is the saddle point's
+    assert torch.equal(gan.loss_pair("f_gan", "kl")[1](fake),
+                       gan.f_gan_generator_loss(fake, "kl", objective="saddle"))
+
+
+@pytest.mark.parametrize("args, match", [
+    (("hinge",), "loss"),
+    (("wgan_gp", "kl"), "divergence"),
+    (("nonsaturating", None, "saddle"), "f_gan_objective"),
+    (("f_gan", None), "divergence"),
+    (("f_gan", "kl", "minimax"), "f_gan_objective"),
+])
+def test_loss_pair_rejects_bad_names(args, match):
+    with pytest.raises(ValueError, match=match):
+        gan.loss_pair(*args)
