@@ -560,6 +560,8 @@ SWEEP += [
     ("gan.FDivergence.conjugate_of_activation",
      gan.F_DIVERGENCES["kl"].conjugate_of_activation, dict(v=V5), {"v": "array"}),
     ("gan.get_divergence", gan.get_divergence, dict(key="kl", name="key"), {"key": "choice"}),
+    ("gan.loss_pair", gan.loss_pair, dict(loss="f_gan", divergence="kl", f_gan_objective="saddle"),
+     {"loss": "choice", "divergence": "choice", "f_gan_objective": "choice"}),
     ("gan.clip_weights", gan.clip_weights,
      dict(module=gan.Critic(in_shape=(2,), hidden=(8,)), clip=0.01), {"clip": "pos"}),
     ("gan.critic_gradient_norms", gan.critic_gradient_norms, dict(critic=CRITIC, x=X2T),
