@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from sklearn.datasets import load_digits as _sk_load_digits
+from sklearn.model_selection import train_test_split
 
 from coursekit.validation import RngLike, as_rng, check_array, check_positive_int
 
@@ -138,9 +140,6 @@ def load_digits(split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
         images: (n, 1, 8, 8) float32 tensor with values in [0, 1];
         labels: (n,) int64 tensor of digit classes 0-9.
     """
-    from sklearn.datasets import load_digits as _sk_load_digits
-    from sklearn.model_selection import train_test_split
-
     if not isinstance(split, str) or split not in ("train", "test", "all"):
         raise ValueError(f"split: expected 'train', 'test' or 'all', got {split!r}")
     bunch = _sk_load_digits()

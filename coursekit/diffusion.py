@@ -45,8 +45,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy.integrate import solve_ivp
 from torch import nn
 
+from coursekit.divergences import total_variation
 from coursekit.gmm import GaussianMixture
 from coursekit.numerics import LOG_2PI
 from coursekit.validation import (
@@ -744,8 +746,6 @@ def solve_pf_ode(
     Returns:
         (n, ...) float64 solution at sigma_end.
     """
-    from scipy.integrate import solve_ivp
-
     check_callable(denoiser, "denoiser")
     x = as_tensor(x, "x", dtype=torch.float64, detach=True)
     hi = check_positive(sigma_start, "sigma_start")
@@ -866,8 +866,6 @@ def grid_tv(
 
 def _grid_tv(x: np.ndarray, probs: np.ndarray, edges: list[np.ndarray]) -> float:
     """grid_tv of checked (n, d) samples against precomputed cell probabilities."""
-    from coursekit.divergences import total_variation
-
     bins = probs.shape[0]
     # Cell index per axis; points on or beyond an outer edge go to the outside cell.
     idx = np.stack([np.searchsorted(e, x[:, j], side="right") - 1

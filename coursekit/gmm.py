@@ -533,6 +533,8 @@ def fit_gd(
         of the step's batch before the update (= -J; with ``batch_size=None`` it is the mean
         training log-likelihood).
     """
+    # torch (and the training loop) only for this gradient-descent variant: the NumPy
+    # chapters that import gmm do not pay torch's import time.
     import torch
 
     from coursekit.utils import train
