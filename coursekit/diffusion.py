@@ -1022,7 +1022,12 @@ class NoiseConditionalMLP(nn.Module):
         if self.label_emb is not None:
             if label is None:
                 label = torch.full((shape[0],), self.n_classes, device=h.device)
-            emb = emb + self.label_emb(torch.as_tensor(label, device=h.device).long())
+            label = torch.as_tensor(label, device=h.device)
+            if (label.is_floating_point() or label.shape != (shape[0],)
+                    or bool(((label < 0) | (label > self.n_classes)).any())):
+                raise ValueError(f"label: expected ({shape[0]},) integer classes in 0..{self.n_classes}"
+                                 f" (n_classes = no label), got {label.dtype} {tuple(label.shape)}")
+            emb = emb + self.label_emb(label.long())
         elif label is not None:
             raise ValueError("label: this network has n_classes = 0 (unconditional)")
         h = torch.nn.functional.silu(self.inp(torch.cat([h, emb], dim=1)))  # (n, hidden)
@@ -1055,8 +1060,8 @@ class EDMDenoiser(nn.Module):
     def forward(self, x: Any, sigma: Any, label: torch.Tensor | None = None) -> torch.Tensor:
         x = as_tensor(x, "x", like=self)
         s = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
-        if bool((s <= 0).any()):
-            raise ValueError("sigma: the denoiser needs noise levels > 0")
+        if not bool(((s > 0) & torch.isfinite(s)).all()):
+            raise ValueError("sigma: the denoiser needs finite noise levels > 0")
         s = s.expand(x.shape[0]).reshape((-1,) + (1,) * (x.ndim - 1))  # (n, 1, ...)
         sd2 = self.sigma_data**2
         c_skip = sd2 / (s**2 + sd2)
