@@ -611,6 +611,66 @@ def test_toy_modes_match_data():
         assert m["high_quality_fraction"] > 0.98
 
 
+def test_between_modes_fraction_hand_built():
+    centers = np.array([[0.0, 0.0], [4.0, 0.0], [0.0, 10.0]])
+    # d2 - d1 on the segment [0, 4] x {0}: |4 - 2x|; the band |4 - 2x| < 2 is 1 < x < 3.
+    x = np.array([[0.5, 0.0], [1.5, 0.0], [2.0, 0.0], [2.9, 0.0], [3.5, 0.0], [0.0, 9.0]])
+    assert gan.between_modes_fraction(x, centers, 1.0) == pytest.approx(3 / 6)
+    assert gan.between_modes_fraction(x, centers, 0.5) == pytest.approx(1 / 6)  # 1.5 < x < 2.5
+    # Samples on the centres are never between modes; samples on a bisector always are.
+    assert gan.between_modes_fraction(centers, centers, 1.0) == 0.0
+    assert gan.between_modes_fraction(np.array([[2.0, -7.0]]), centers, 0.01) == 1.0
+
+
+def test_between_modes_fraction_uniform_circle_closed_form():
+    # On the circle through the ring's centres, at angle phi from the bisector of two
+    # neighbours (pi/4 apart), d2 - d1 = 4 R cos(pi/16) sin(phi/2): the band is
+    # |phi| < 2 asin(sigma / (2 R cos(pi/16))), 16 such half-bands around the circle.
+    centers, std = gan.toy_modes("eight_gaussians")
+    r = float(np.linalg.norm(centers[0]))
+    phi = 2 * math.asin(std / (2 * r * math.cos(math.pi / 16)))
+    want = 16 * phi / (2 * math.pi)
+    rng = np.random.default_rng(0)
+    n = 200_000
+    a = rng.uniform(0, 2 * math.pi, n)
+    got = gan.between_modes_fraction(r * np.stack([np.cos(a), np.sin(a)], 1), centers, std)
+    assert abs(got - want) < 5 * math.sqrt(want * (1 - want) / n)
+    assert want > 0.3  # the uniform circle is far above the exact mixture's floor (below)
+
+
+def test_between_modes_fraction_exact_mixture_floor():
+    # The floor: P(between) under the ring's exact mixture, by quadrature of its density
+    # on a fine grid (SciPy's multivariate normal), against Monte Carlo draws of the toy.
+    from coursekit import data
+
+    centers, std = gan.toy_modes("eight_gaussians")
+    t = np.linspace(-4.5, 4.5, 1501)
+    h = t[1] - t[0]
+    xx, yy = np.meshgrid(t, t, indexing="ij")
+    pts = np.stack([xx.ravel(), yy.ravel()], 1)
+    dens = sum(stats.multivariate_normal(c, std**2 * np.eye(2)).pdf(pts) for c in centers) / 8
+    d = np.sort(np.sqrt(((pts[:, None] - centers[None]) ** 2).sum(-1)), 1)
+    p = float((dens * (d[:, 1] - d[:, 0] < 2 * std)).sum() * h * h)
+    assert 0.03 < p < 0.06
+    n = 5000
+    se = math.sqrt(p * (1 - p) / n)
+    for seed in range(20):
+        got = gan.between_modes_fraction(data.toy_2d("eight_gaussians", n, seed), centers, std)
+        assert abs(got - p) < 5 * se, seed
+
+
+def test_between_modes_fraction_bad_inputs():
+    c = np.zeros((3, 2))
+    with pytest.raises(ValueError, match="width"):
+        gan.between_modes_fraction(np.zeros((4, 2)), c, 1.0, width=0.0)
+    with pytest.raises(ValueError, match="centers"):
+        gan.between_modes_fraction(np.zeros((4, 2)), np.zeros((1, 2)), 1.0)
+    with pytest.raises(ValueError, match=r"centers: expected shape \(k, 2\)"):
+        gan.between_modes_fraction(np.zeros((4, 2)), np.zeros((3, 3)), 1.0)
+    with pytest.raises(ValueError, match="std"):
+        gan.between_modes_fraction(np.zeros((4, 2)), c, -1.0)
+
+
 # -------------------------------------------------------------------------- models, training
 
 
