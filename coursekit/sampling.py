@@ -244,10 +244,14 @@ def tabulated_cdf(grid: Any, density: Any) -> np.ndarray:
         raise ValueError("grid: must be strictly increasing")
     if np.any(density < 0):
         raise ValueError(f"density: must be non-negative, got min {density.min():.3g}")
-    cells = 0.5 * (density[1:] + density[:-1]) * np.diff(grid)  # mass of each grid cell
-    cdf = np.concatenate([[0.0], np.cumsum(cells)])
-    if cdf[-1] <= 0:
+    peak = density.max()
+    if peak <= 0:
         raise ValueError("density: has zero total mass on the grid")
+    # the CDF does not depend on the density's scale: divide by the peak so that huge
+    # (unnormalised) values cannot overflow the sum
+    d = density / peak
+    cells = 0.5 * (d[1:] + d[:-1]) * np.diff(grid)  # mass of each grid cell
+    cdf = np.concatenate([[0.0], np.cumsum(cells)])
     return cdf / cdf[-1]
 
 

@@ -46,3 +46,40 @@ def test_noise_conditional_mlp_accepts_classes_and_the_null_label():
     a = net(torch.zeros(4, 2), 0.5, torch.tensor([0, 1, 2, 3]))  # 3 = "no label"
     b = net(torch.zeros(4, 2), 0.5)                                # None = "no label"
     assert torch.equal(a[3], b[3])
+
+
+# ------------------------------------------------------------ far values and degenerate data
+
+
+def test_mixture_far_from_its_means_is_an_error_not_nan():
+    from coursekit import gmm
+
+    mix = gmm.GaussianMixture(np.array([0.5, 0.5]), np.array([[0.0, 0.0], [3.0, 3.0]]),
+                              np.stack([np.eye(2)] * 2))
+    x = np.array([[1e200, 0.0]])
+    for method in (mix.log_prob, mix.responsibilities, mix.log_joint):
+        with pytest.raises(ValueError, match="x: values up to"):
+            method(x)
+    # far but representable: finite responsibilities that sum to one
+    # far but representable: finite responsibilities whose rows sum to one (at 1e12 the two
+    # log joints agree to rounding, and exp(a - LSE) alone gave rows summing to 2)
+    for far in ([1e100, 1e100], [1e12, -0.999999e12]):
+        r = mix.responsibilities(np.array([far]))
+        assert np.all(np.isfinite(r)) and np.allclose(r.sum(1), 1.0, rtol=0, atol=1e-12)
+
+
+def test_fit_em_rejects_data_without_features():
+    from coursekit import gmm
+
+    with pytest.raises(ValueError, match="at least one feature"):
+        gmm.fit_em(np.zeros((10, 0)), 2)
+
+
+def test_tabulated_cdf_is_scale_free_even_at_huge_densities():
+    from coursekit import sampling
+
+    grid = np.linspace(0.0, 1.0, 11)
+    shape = 1.0 + grid**2
+    ref = sampling.tabulated_cdf(grid, shape)
+    for scale in (1e-300, 1.0, 1e300 / shape.max() * 1.7):
+        np.testing.assert_allclose(sampling.tabulated_cdf(grid, scale * shape), ref, rtol=1e-12)
