@@ -120,6 +120,7 @@ def test_checks_never_touch_the_global_generators():
     before = torch.random.get_rng_state()
     checks.check_train_step(train_step)
     checks.check_gradient_penalty(gradient_penalty)
+    checks.check_wgan_losses(wgan_critic_loss, wgan_generator_loss)
     # The correct implementations draw only from the generators the checks pass.
     assert torch.equal(torch.random.get_rng_state(), before)
 
@@ -522,13 +523,47 @@ def step_wrong_noise_width(G, D, opt_g, opt_d, real, d_loss, g_loss, *, update_g
     return loss_d.item(), None
 
 
+def step_hard_coded_losses(G, D, opt_g, opt_d, real, d_loss, g_loss, *, update_g=True,
+                           generator=None):
+    """Ignores d_loss and g_loss: the GAN losses written in (WGAN-GP would not train)."""
+    def gan_d(D, r, f):
+        return discriminator_loss(D(r), D(f))
+
+    def gan_g(D, f):
+        return generator_loss(D(f))
+
+    return train_step(G, D, opt_g, opt_d, real, gan_d, gan_g, update_g=update_g,
+                      generator=generator)
+
+
+def step_zero_grad_at_end(G, D, opt_g, opt_d, real, d_loss, g_loss, *, update_g=True,
+                          generator=None):
+    """Correct variant: both optimizers' gradients zeroed at the END of every step."""
+    n = real.shape[0]
+    z = torch.randn(n, G.latent_dim, generator=generator)
+    loss_d = d_loss(D, real, G(z).detach())
+    loss_d.backward()
+    opt_d.step()
+    opt_d.zero_grad()
+    loss_g = None
+    if update_g:
+        z = torch.randn(n, G.latent_dim, generator=generator)
+        loss_g = g_loss(D, G(z))
+        loss_g.backward()
+        opt_g.step()
+    opt_g.zero_grad()
+    opt_d.zero_grad()
+    return loss_d.item(), (None if loss_g is None else loss_g.item())
+
+
 WRONG_STEP = {
     "detach-shared-fake": (step_detach_in_g_no_guard, "G did not change"),
     "g-loss-before-d-step": (step_g_loss_before_d_step, "updated D"),
     "backward-twice": (step_backward_twice, "backward ran twice|inplace|updated D"),
     "noise-width": (step_wrong_noise_width, "G.latent_dim"),
-    "no-zero-grad-d": (step_no_zero_grad_d, "opt_d.zero_grad"),
-    "no-zero-grad-g": (step_no_zero_grad_g, "opt_g.zero_grad"),
+    "no-zero-grad-d": (step_no_zero_grad_d, "second step.*stale gradients.*zero D's"),
+    "no-zero-grad-g": (step_no_zero_grad_g, "second step.*stale gradients.*zero G's"),
+    "hard-coded-losses": (step_hard_coded_losses, "Exercise 4.*call the loss functions"),
     "fake-not-detached": (step_no_detach, "detached"),
     "fake-detached-in-g-step": (step_detach_in_g, "G did not change"),
     "labels-swapped": (step_swapped_labels, "swapped"),
@@ -553,27 +588,35 @@ def test_reusing_the_noise_is_accepted(capsys):
     assert "OK" in capsys.readouterr().out
 
 
+def test_zero_grad_at_the_end_of_the_step_is_accepted(capsys):
+    checks.check_train_step(step_zero_grad_at_end)
+    assert "OK" in capsys.readouterr().out
+
+
 # ---------------------------------------------------------------------------------------------
 # Exercise 5: the loop
 # ---------------------------------------------------------------------------------------------
 
 
-def _loop(batch_fn=None, *, opt=None, n_critic_rule=None, gen_pass=True, hist_g_every=False):
+def _loop(batch_fn=None, *, opt=None, n_critic_rule=None, gen_pass=True, hist_g_every=False,
+          hist_d_on_g=False, batch_per_g=False):
     def loop(G, D, data, d_loss, g_loss, *, n_steps, batch_size=128, lr_g=1e-3, lr_d=1e-3,
              n_critic=1, generator=None, step=train_step):
         if opt is None:
-            opt_g = torch.optim.Adam(G.parameters(), lr=lr_g)
-            opt_d = torch.optim.Adam(D.parameters(), lr=lr_d)
+            opt_g = torch.optim.Adam(G.parameters(), lr=lr_g, betas=(0.5, 0.9))
+            opt_d = torch.optim.Adam(D.parameters(), lr=lr_d, betas=(0.5, 0.9))
         else:
             opt_g, opt_d = opt(G, D, lr_g, lr_d)
         hist = {"d": [], "g": []}
         for i in range(n_steps * n_critic):
-            real = (batch_fn or (lambda data, i, bs, g: data[torch.randint(
-                len(data), (bs,), generator=g)]))(data, i, batch_size, generator)
+            if not batch_per_g or i % n_critic == 0:
+                real = (batch_fn or (lambda data, i, bs, g: data[torch.randint(
+                    len(data), (bs,), generator=g)]))(data, i, batch_size, generator)
             update = (n_critic_rule or (lambda i, k: (i + 1) % k == 0))(i, n_critic)
             ld, lg = step(G, D, opt_g, opt_d, real, d_loss, g_loss, update_g=update,
                           generator=generator if gen_pass else None)
-            hist["d"].append(ld)
+            if update or not hist_d_on_g:
+                hist["d"].append(ld)
             if update or hist_g_every:
                 hist["g"].append(lg)
         return hist
@@ -600,10 +643,24 @@ WRONG_LOOP = {
     "sgd": (_loop(opt=lambda G, D, a, b: (torch.optim.SGD(G.parameters(), lr=a),
                                           torch.optim.SGD(D.parameters(), lr=b))), "Adam"),
     "g-every-call": (_loop(n_critic_rule=lambda i, k: True), "n_critic"),
-    "g-first-call": (_loop(n_critic_rule=lambda i, k: i % k == 0), "every 5th call"),
-    "no-generator-to-step": (_loop(gen_pass=False), "generator=generator"),
+    "g-twice-per-block": (_loop(n_critic_rule=lambda i, k: i % k in (0, 1)),
+                          "once in every block"),
+    "one-batch-for-all-critic-steps": (_loop(batch_per_g=True),
+                                       "Exercise 5.*same real batch.*every critic step"),
+    "critic-history-on-g-steps-only": (_loop(hist_d_on_g=True),
+                                       "Exercise 5.*critic's history.*every step"),
+    "default-adam-betas": (_loop(opt=lambda G, D, a, b: (torch.optim.Adam(G.parameters(), lr=a),
+                                                         torch.optim.Adam(D.parameters(), lr=b))),
+                           "Exercise 5.*betas"),
+    "no-generator-to-step": (_loop(gen_pass=False), "pass the generator on to step"),
     "history-per-call": (_loop(hist_g_every=True), "one value per generator update"),
 }
+
+
+def test_generator_first_in_each_block_is_accepted(capsys):
+    # update_g on calls 0, n_critic, 2 n_critic, ...: one G step per block, also correct.
+    checks.check_train_gan(_loop(n_critic_rule=lambda i, k: i % k == 0))
+    assert "OK" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("case", sorted(WRONG_LOOP))
@@ -637,20 +694,86 @@ def test_loop_not_using_the_step_argument_is_caught():
         return _loop()(G, D, data, d_loss, g_loss, n_steps=n_steps, batch_size=batch_size,
                        lr_g=lr_g, lr_d=lr_d, n_critic=n_critic, generator=generator)
 
-    with pytest.raises(AssertionError, match="step=..."):
+    with pytest.raises(AssertionError, match="function passed as step"):
         checks.check_train_gan(loop)
 
 
-def test_ring_samples():
+def _ring(n, rng):
     from coursekit.gan import toy_modes
 
     centers, std = toy_modes("eight_gaussians")
+    return torch.tensor(centers[rng.integers(0, 8, n)] + std * rng.standard_normal((n, 2)),
+                        dtype=torch.float32)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_ring_check_accepts_exact_samples_for_every_seed(seed, capsys):
+    checks.check_ring_samples(_ring(2500, np.random.default_rng(seed)))
+    assert "OK  ring" in capsys.readouterr().out
+
+
+def test_ring_check_rejects_a_uniform_circle():
+    # The circle through the centres scores 96 % "high quality" and 8/8 modes: only the
+    # fraction between modes (32 % against 4.5 % for exact samples) tells it apart.
+    from coursekit.gan import mode_metrics, toy_modes
+
+    centers, std = toy_modes("eight_gaussians")
+    r = float(np.linalg.norm(centers[0]))
+    for seed in range(5):
+        a = np.random.default_rng(seed).uniform(0, 2 * np.pi, 2500)
+        circle = r * np.stack([np.cos(a), np.sin(a)], 1)
+        m = mode_metrics(circle, centers, std)
+        assert m["modes_captured"] == 8 and m["high_quality_fraction"] > 0.9
+        with pytest.raises(AssertionError, match="between two modes"):
+            checks.check_ring_samples(torch.tensor(circle, dtype=torch.float32))
+
+
+def test_ring_check_rejects_an_untrained_generator():
+    from coursekit import gan, seeding
+
+    for seed in range(5):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            g = gan.Generator(latent_dim=2, hidden=(64, 64))
+        with torch.no_grad():
+            x = g(torch.randn(2500, 2, generator=seeding.generator(seed)))
+        with pytest.raises(AssertionError, match="did not learn the ring"):
+            checks.check_ring_samples(x)
+
+
+def test_ring_check_rejects_collapse_and_divergence():
     g = np.random.default_rng(0)
-    good = centers[g.integers(0, 8, 2000)] + std * g.standard_normal((2000, 2))
-    checks.check_ring_samples(torch.tensor(good, dtype=torch.float32))
+    ring = _ring(2000, g).numpy()
+    from coursekit.gan import toy_modes
+
+    centers, std = toy_modes("eight_gaussians")
     collapsed = centers[[0] * 2000] + std * g.standard_normal((2000, 2))
-    with pytest.raises(AssertionError, match="of 8 modes"):
+    with pytest.raises(AssertionError, match="of 8 modes.*mode collapse"):
         checks.check_ring_samples(torch.tensor(collapsed, dtype=torch.float32))
+    ring[5] = np.nan
+    with pytest.raises(AssertionError, match="diverged"):
+        checks.check_ring_samples(torch.tensor(ring))
+
+
+#: Code that a check's message must never show (the messages name causes, not solutions).
+SOLUTION_FRAGMENTS = ("torch.cdist", ".min(dim", "% n_critic", "autograd.grad(", ".norm(dim",
+                      "torch.rand(", "torch.randint(", "expm1(", "np.bincount(",
+                      "requires_grad_(True)", "torch.randn(", "flatten(1)", "torch.log(",
+                      "torch.clamp(", "create_graph=True", "x_hat =", "update_g=(", "p / (p + q)")
+
+
+def test_check_messages_never_show_solution_code():
+    import ast
+
+    tree = ast.parse(inspect.getsource(checks))
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, ast.FunctionDef | ast.ClassDef | ast.Module)
+                  and ast.get_docstring(node)}
+    leaks = [(node.lineno, frag) for node in ast.walk(tree)
+             if isinstance(node, ast.Constant) and isinstance(node.value, str)
+             and id(node) not in docstrings
+             for frag in SOLUTION_FRAGMENTS if frag in node.value]
+    assert not leaks, leaks
 
 
 # ---------------------------------------------------------------------------------------------
@@ -704,9 +827,9 @@ def _gp_alpha_n1(critic, real, fake, generator=None):
 
 
 WRONG_GP = {
-    "no-requires-grad": (_gp_no_requires_grad, "requires_grad_"),
-    "no-sum": (_gp_no_sum, "differentiate a scalar"),
-    "alpha-n-by-1-on-images": (_gp_alpha_n1, "alpha should have shape"),
+    "no-requires-grad": (_gp_no_requires_grad, "requiring one"),
+    "no-sum": (_gp_no_sum, "differentiates a scalar"),
+    "alpha-n-by-1-on-images": (_gp_alpha_n1, "one value per sample"),
     "squared-norm": (_gp(norm_fn=lambda g: (g.flatten(1).pow(2).sum(1) - 1) ** 2),
                      "squared norm"),
     "abs": (_gp(norm_fn=lambda g: (g.flatten(1).norm(dim=1) - 1).abs()), "instead of the square"),
@@ -727,7 +850,7 @@ WRONG_GP = {
     "beta-alpha": (_gp(alpha_fn=lambda n, shape, g: torch.rand(
         n, *([1] * (len(shape) - 1)), generator=g) ** 2), "not uniform"),
     "at-real-points": (_gp(at_real=True), "at the real samples"),
-    "no-create-graph": (_gp(create_graph=False), "create_graph"),
+    "no-create-graph": (_gp(create_graph=False), "itself be differentiable"),
     "global-rng": (_gp(alpha_fn=lambda n, shape, g: torch.rand(
         n, *([1] * (len(shape) - 1)))), "reproducible"),
     "gradient-elsewhere": (_gp_plain_input, "at the real samples"),
@@ -752,6 +875,12 @@ WRONG_WGAN = {
                          "gp_weight"),
     "g-sign": (wgan_critic_loss, lambda D, f: D(f).mean(), "sign is flipped"),
     "g-detached": (wgan_critic_loss, lambda D, f: -D(f.detach()).mean(), "gradient"),
+    "penalty-at-real-points": ((lambda D, r, f, gp_weight=10.0: D(f).mean() - D(r).mean()
+                                + gp_weight * gradient_penalty(D, r, r)), wgan_generator_loss,
+                               "Exercise 8.*at the real samples"),
+    "penalty-at-fake-points": ((lambda D, r, f, gp_weight=10.0: D(f).mean() - D(r).mean()
+                                + gp_weight * gradient_penalty(D, f, f)), wgan_generator_loss,
+                               "Exercise 8.*at the fake samples"),
 }
 
 
@@ -776,7 +905,7 @@ WRONG_DRS = {
     "gamma-sign": (lambda v, m, gamma=0.0, eps=1e-6: drs_accept_prob(v, m, -gamma, eps),
                    "wrong sign"),
     "plain-ratio": (lambda v, m, gamma=0.0, eps=1e-6: torch.exp(v - m), "exp\\(Delta\\)"),
-    "no-clamp": (_drs_naive, "Clamp Delta"),
+    "no-clamp": (_drs_naive, "counts as the"),
     "no-sigmoid": (lambda v, m, gamma=0.0, eps=1e-6: (v - m).clamp(max=0)
                    - torch.log(-torch.expm1((v - m).clamp(max=0) - eps)) - gamma, "sigmoid"),
     "delta-reversed": (lambda v, m, gamma=0.0, eps=1e-6: drs_accept_prob(2 * m - v, m, gamma, eps),
