@@ -2,7 +2,10 @@
 
 Each exercise has a correct implementation here (written independently of the notebook) that
 its check must accept, and a list of wrong ones ("mutants") that it must reject with a message
-that names the cause.
+that names the cause and the exercise; answers that call coursekit.diffusion (or the checks'
+private reference code) are rejected as well.
+
+Seed benchmark: SEED_BENCHMARK_PLACEHOLDER
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ import numpy as np
 import pytest
 import torch
 
-from coursekit.diffusion import NoisedGaussianMixture
+from coursekit import diffusion
+from coursekit.diffusion import NoisedGaussianMixture, edm_sigmas
 from coursekit.practicals import practical3_ode_sde as checks
 
 W = torch.tensor([0.45, 0.35, 0.20], dtype=torch.float64)
@@ -38,9 +42,10 @@ def log_prob_ok(x, sigma, extra=None, stable=True, const=True):
 
 
 def score_ok(x, sigma):
+    # autograd that keeps the graph (exercise 8 differentiates the score again)
     with torch.enable_grad():
-        y = x.detach().requires_grad_(True)
-        (g,) = torch.autograd.grad(log_prob_ok(y, sigma).sum(), y)
+        y = x if x.requires_grad else x.detach().requires_grad_(True)
+        (g,) = torch.autograd.grad(log_prob_ok(y, sigma).sum(), y, create_graph=True)
     return g
 
 
@@ -84,7 +89,7 @@ def test_stub_says_which_exercise():
     def stub(x, s):
         raise NotImplementedError("Exercise 1: the log-density of the noised mixture")
 
-    with pytest.raises(NotImplementedError, match="Exercise 1"):
+    with pytest.raises(AssertionError, match="Exercise 1: not done yet"):
         _run_ex1(stub, score_ok)
 
 
@@ -191,7 +196,7 @@ def _sample(n, seed):
 
 
 def test_grid_tv_accepts_correct():
-    checks.check_grid_tv(tv_ok, EXACT.log_prob, _sample)
+    checks.check_grid_tv(tv_ok)
     # ... and the reference matches an independent computation with numpy's histogram2d.
     x = _sample(3000, 0)
     edges = np.linspace(-4.5, 4.5, 61)
@@ -201,23 +206,42 @@ def test_grid_tv_accepts_correct():
     p = np.exp(EXACT.log_prob(np.stack([gx.ravel(), gy.ravel()], 1), 0.0)) * (9 / 60) ** 2
     q = h.ravel() / len(x)
     want = 0.5 * (np.abs(q - p).sum() + abs((1 - q.sum()) - (1 - p.sum())))
-    assert checks.reference_grid_tv(x, EXACT.log_prob) == pytest.approx(want, abs=1e-12)
+    assert checks._grid_tv_variant(x, EXACT.log_prob) == pytest.approx(want, abs=1e-12)
 
 
 @pytest.mark.parametrize("kw", [dict(norm="inside"), dict(outside=False), dict(half=False),
                                 dict(area=False)])
 def test_grid_tv_mutants(kw):
     with pytest.raises(AssertionError, match="grid_tv"):
-        checks.check_grid_tv(lambda x, lp: tv_ok(x, lp, **kw), EXACT.log_prob, _sample)
+        checks.check_grid_tv(lambda x, lp: tv_ok(x, lp, **kw))
 
 
 # ------------------------------------------------------------------ exercise 6
 
-def test_orders():
-    checks.check_orders(1.02, 2.05)
-    for e, h in ((-1.0, -2.0), (0.05, 0.1), (1.0, 1.0), (2.0, 2.0)):
-        with pytest.raises(AssertionError, match="order"):
-            checks.check_orders(e, h)
+def order_ok(nfe, err):
+    return -np.polyfit(np.log(nfe), np.log(err), 1)[0]
+
+
+def test_orders_accept_correct():
+    checks.check_orders(order_ok, euler, heun)
+
+
+@pytest.mark.parametrize("order, message", [
+    (lambda nfe, err: np.polyfit(np.log(nfe), np.log(err), 1)[0], "MINUS"),
+    (lambda nfe, err: -np.polyfit(np.log(err), np.log(nfe), 1)[0], "y axis"),
+    (lambda nfe, err: np.polyfit(np.log(nfe), np.log(err), 1), "one number"),
+    (lambda nfe, err: -np.polyfit(nfe, err, 1)[0], "minus its slope"),
+    (lambda nfe, err: 1.0, "Exercise 6"),  # a number typed in
+])
+def test_orders_mutants(order, message):
+    with pytest.raises(AssertionError, match=message):
+        checks.check_orders(order, euler, heun)
+
+
+def test_orders_are_measured_on_the_students_samplers():
+    # A correct fit but a first-order "Heun" (no correction): the check measures the samplers.
+    with pytest.raises(AssertionError, match="expected about 1 and 2"):
+        checks.check_orders(order_ok, euler, lambda sc, x, s: heun(sc, x, s, correct=False))
 
 
 # ------------------------------------------------------------------ exercise 7
@@ -233,10 +257,10 @@ def perturbed_ok(score, f, lo, hi, inclusive=True, inside=True, additive=False):
 
 
 def test_perturbed_score():
-    checks.check_perturbed_score(perturbed_ok, EXACT.score)
+    checks.check_perturbed_score(perturbed_ok, score_ok)
     for kw in (dict(inclusive=False), dict(inside=False), dict(additive=True)):
         with pytest.raises(AssertionError, match="perturbed score"):
-            checks.check_perturbed_score(lambda *a, kw=kw: perturbed_ok(*a, **kw), EXACT.score)
+            checks.check_perturbed_score(lambda *a, kw=kw: perturbed_ok(*a, **kw), score_ok)
 
 
 # ------------------------------------------------------------------ exercise 8
@@ -273,21 +297,12 @@ def loglik_ok(score, x, smin, smax, n, prior_var=True, sign=1.0):
     return lp + sign * acc
 
 
-def test_divergence():
-    checks.check_divergence(divergence_ok)
-    for mode, message in (("sum", "diagonal"), ("first", "trace")):
-        with pytest.raises(AssertionError, match=message):
-            checks.check_divergence(lambda f, x, mode=mode: divergence_ok(f, x, mode))
-
-
 def test_log_likelihood():
-    checks.check_log_likelihood(loglik_ok, EXACT.log_prob, EXACT.score)
+    checks.check_log_likelihood(loglik_ok)
     with pytest.raises(AssertionError, match="sigma_max\\^2"):
-        checks.check_log_likelihood(lambda *a: loglik_ok(*a, prior_var=False),
-                                    EXACT.log_prob, EXACT.score)
+        checks.check_log_likelihood(lambda *a: loglik_ok(*a, prior_var=False))
     with pytest.raises(AssertionError, match="nats"):
-        checks.check_log_likelihood(lambda *a: loglik_ok(*a, sign=-1.0),
-                                    EXACT.log_prob, EXACT.score)
+        checks.check_log_likelihood(lambda *a: loglik_ok(*a, sign=-1.0))
 
 
 
@@ -473,7 +488,7 @@ def tv_swapped_axes(x, log_prob, lim=4.5, bins=60):
 ])
 def test_grid_tv_named_mutants(grid_tv, message):
     with pytest.raises(AssertionError, match=message):
-        checks.check_grid_tv(grid_tv, EXACT.log_prob, _sample)
+        checks.check_grid_tv(grid_tv)
 
 
 def perturbed_nonlocal(score, factor, lo, hi):
@@ -517,20 +532,7 @@ def perturbed_global(score, factor, lo, hi):
 ])
 def test_perturbed_more_mutants(perturbed, message):
     with pytest.raises(AssertionError, match=message):
-        checks.check_perturbed_score(perturbed, EXACT.score)
-
-
-def divergence_hutchinson(f, x):
-    x = x.detach().requires_grad_(True)
-    v = torch.randn_like(x)
-    (g,) = torch.autograd.grad((f(x) * v).sum(), x)
-    return (g * v).sum(1).detach()  # v^T J v: unbiased, not exact
-
-
-def test_divergence_hutchinson():
-    torch.manual_seed(0)
-    with pytest.raises(AssertionError, match="Hutchinson"):
-        checks.check_divergence(divergence_hutchinson)
+        checks.check_perturbed_score(perturbed, score_ok)
 
 
 def loglik_downwards(score, x, smin, smax, n):
@@ -574,13 +576,244 @@ def loglik_div_of_score(score, x, smin, smax, n):
 ])
 def test_log_likelihood_more_mutants(loglik, message):
     with pytest.raises(AssertionError, match=message):
-        checks.check_log_likelihood(loglik, EXACT.log_prob, EXACT.score)
+        checks.check_log_likelihood(loglik)
 
 
 def test_handout_order_guards():
     # Run before exercise 6 (or 2-5), the later cells say which exercise to do first.
-    with pytest.raises(AssertionError, match="exercise 6 first"):
-        checks.check_orders(None, None)
+    with pytest.raises(AssertionError, match="Exercise 6 first"):
+        checks.check_orders(None, euler, heun)
     with pytest.raises(AssertionError, match="Exercises 2-5: not done yet"):
         checks.require_done("Exercises 2-5", floor=1.0, orders=None)
     checks.require_done("Exercises 2-5", floor=1.0, orders=2.0)
+
+
+# ------------------------------------------------------------------ second edition (issue 23)
+# Answers that call the library, in-place updates, index-based last steps, the accepted
+# Euler-Maruyama variants, globals changed in place, a score without a graph, torch errors.
+
+def _tweedie(score):
+    return lambda x, s: x + s**2 * score(x, s)
+
+
+@pytest.mark.parametrize("log_prob, score", [
+    (EXACT.log_prob, score_ok),
+    (log_prob_ok, EXACT.score),
+    (lambda x, s: NoisedGaussianMixture(W.numpy(), M.numpy(), C.numpy()).log_prob(x, s),
+     score_ok),
+    (lambda x, s: checks._mix_log_prob(x, s, W.numpy(), M.numpy(), C.numpy()), score_ok),
+])
+def test_ex1_library_is_not_an_answer(log_prob, score):
+    with pytest.raises(AssertionError, match="Exercise 1.*calls (coursekit.diffusion|the checks)"):
+        _run_ex1(log_prob, score)
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(euler_ode=lambda sc, x, s: diffusion.euler_sample(_tweedie(sc), x, s)), "Exercise 2"),
+    (dict(heun_ode=lambda sc, x, s: diffusion.heun_sample(_tweedie(sc), x, s)), "Exercise 3"),
+    (dict(euler_maruyama=lambda sc, x, s, g: diffusion.euler_maruyama(
+        _tweedie(sc), x, s, generator=g)), "Exercise 4"),
+    (dict(heun_ode=lambda sc, x, s: checks._heun(sc, x, s)), "Exercise 3"),
+])
+def test_samplers_library_is_not_an_answer(kw, message):
+    with pytest.raises(AssertionError, match=f"{message}.*calls"):
+        checks.check_samplers(**kw)
+
+
+def test_grid_tv_and_likelihood_library_is_not_an_answer():
+    with pytest.raises(AssertionError, match="Exercise 5.*calls the checks"):
+        checks.check_grid_tv(lambda x, lp: checks._grid_tv_variant(x, lp))
+    with pytest.raises(AssertionError, match="Exercise 5.*calls coursekit.diffusion"):
+        checks.check_grid_tv(lambda x, lp: diffusion.grid_tv(x, EXACT, bins=60, lim=4.5))
+
+    def via_library(score, x, smin, smax, n):
+        return diffusion.pf_ode_log_likelihood(_tweedie(score), x, sigma_min=smin,
+                                               sigma_max=smax, n_steps=n)
+
+    with pytest.raises(AssertionError, match="Exercise 8.*calls coursekit.diffusion"):
+        checks.check_log_likelihood(via_library)
+
+
+def test_library_guard_restores_the_previous_profiler():
+    import sys
+
+    def mine(frame, event, arg):
+        return None
+
+    sys.setprofile(mine)
+    try:
+        checks.check_grid_tv(tv_ok)
+        assert sys.getprofile() is mine
+    finally:
+        sys.setprofile(None)
+
+
+def euler_in_place(score, x, sigmas):
+    s = [float(v) for v in sigmas]
+    for a, b in zip(s[:-1], s[1:], strict=True):
+        x += (b - a) * (-a * score(x, a))
+    return x
+
+
+def heun_in_place(score, x, sigmas):
+    s = [float(v) for v in sigmas]
+    for a, b in zip(s[:-1], s[1:], strict=True):
+        d = -a * score(x, a)
+        x_next = x
+        x_next += (b - a) * d  # moves x as well
+        if b > 0:
+            x_next = x + (b - a) * 0.5 * (d - b * score(x_next, b))
+        x = x_next
+    return x
+
+
+def em_in_place(score, x, sigmas, generator):
+    s = [float(v) for v in sigmas]
+    for a, b in zip(s[:-1], s[1:], strict=True):
+        sc = score(x, a)
+        if b == 0:
+            x.add_(a**2 * sc)
+            continue
+        z = torch.randn(x.shape, generator=generator, dtype=x.dtype)
+        x.add_(2 * (a - b) * a * sc + math.sqrt(2 * a * (a - b)) * z)
+    return x
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(euler_ode=euler_in_place), "euler_ode` \\(Exercise 2\\) changed its input x in place"),
+    (dict(heun_ode=heun_in_place), "heun_ode` \\(Exercise 3\\) changed its input x in place"),
+    (dict(euler_maruyama=em_in_place), "euler_maruyama` \\(Exercise 4\\) changed its input"),
+])
+def test_samplers_in_place(kw, message):
+    with pytest.raises(AssertionError, match=message):
+        checks.check_samplers(**kw)
+
+
+def heun_skip_by_index(score, x, sigmas):
+    s = [float(v) for v in sigmas]
+    for i, (a, b) in enumerate(zip(s[:-1], s[1:], strict=True)):
+        d = -a * score(x, a)
+        xe = x + (b - a) * d
+        if i < len(s) - 2:
+            xe = x + (b - a) * 0.5 * (d - b * score(xe, b))
+        x = xe
+    return x
+
+
+def em_tweedie_by_index(score, x, sigmas, generator):
+    s = [float(v) for v in sigmas]
+    for i, (a, b) in enumerate(zip(s[:-1], s[1:], strict=True)):
+        sc = score(x, a)
+        if i == len(s) - 2:
+            x = x + a**2 * sc
+            continue
+        z = torch.randn(x.shape, generator=generator, dtype=x.dtype)
+        x = x + 2 * (a - b) * a * sc + math.sqrt(2 * a * (a - b)) * z
+    return x
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(heun_ode=heun_skip_by_index), "last index"),
+    (dict(euler_maruyama=em_tweedie_by_index), "last index"),
+])
+def test_last_step_by_index(kw, message):
+    with pytest.raises(AssertionError, match=message):
+        checks.check_samplers(**kw)
+
+
+def em_variant(score, x, sigmas, generator, drift="2h", std="exact"):
+    s = [float(v) for v in sigmas]
+    for a, b in zip(s[:-1], s[1:], strict=True):
+        sc = score(x, a)
+        if b == 0:
+            x = x + a**2 * sc
+            continue
+        z = torch.randn(x.shape, generator=generator, dtype=x.dtype)
+        gain = 2 * (a - b) * a if drift == "2h" else a**2 - b**2
+        sd = math.sqrt(a**2 - b**2) if std == "exact" else math.sqrt(2 * a * (a - b))
+        x = x + gain * sc + sd * z
+    return x
+
+
+def em_ancestral_no_special_case(score, x, sigmas, generator):
+    # The ancestral step x + (s_i^2 - s_{i+1}^2) score + sqrt(s_i^2 - s_{i+1}^2) z is
+    # Tweedie's denoiser on the step to 0 by itself; it still draws z there.
+    s = [float(v) for v in sigmas]
+    for a, b in zip(s[:-1], s[1:], strict=True):
+        sc = score(x, a)
+        v = a**2 - b**2
+        z = torch.randn(x.shape, generator=generator, dtype=x.dtype) if b > 0 else 0.0
+        x = x + v * sc + math.sqrt(v) * z * (b > 0)
+    return x
+
+
+@pytest.mark.parametrize("sampler", [
+    em_variant,  # the exact increment variance sqrt(s_i^2 - s_{i+1}^2)
+    lambda sc, x, s, g: em_variant(sc, x, s, g, drift="diff"),  # ancestral
+    lambda sc, x, s, g: em_variant(sc, x, s, g, drift="diff", std="2h"),
+    em_ancestral_no_special_case,
+])
+def test_em_accepts_valid_variants(sampler):
+    checks.check_samplers(euler_maruyama=sampler)
+
+
+def test_ex1_global_changed_in_place_is_named_and_repaired():
+    covs = C.clone()
+
+    def log_prob_mutating(x, sigma):
+        cov = covs
+        cov += sigma**2 * torch.eye(2, dtype=torch.float64)  # changes the global
+        dist = torch.distributions.MultivariateNormal(M, covariance_matrix=cov)
+        return torch.logsumexp(torch.log(W) + dist.log_prob(x[:, None, :]), dim=1)
+
+    with pytest.raises(AssertionError, match="changed COVS in place"):
+        checks.check_noised_mixture(log_prob_mutating, score_ok, W, M, covs)
+    assert torch.equal(covs, C)  # the check put the notebook's covariances back
+
+
+def score_detached(x, sigma):
+    y = x.detach().requires_grad_(True)
+    with torch.enable_grad():
+        (g,) = torch.autograd.grad(log_prob_ok(y, sigma).sum(), y)
+    return g
+
+
+def score_autograd_graph(x, sigma):
+    with torch.enable_grad():
+        y = x if x.requires_grad else x.detach().requires_grad_(True)
+        (g,) = torch.autograd.grad(log_prob_ok(y, sigma).sum(), y, create_graph=True)
+    return g
+
+
+def test_ex1_score_without_graph():
+    with pytest.raises(AssertionError, match="no graph back to x"):
+        _run_ex1(log_prob_ok, score_detached)
+    _run_ex1(log_prob_ok, score_autograd_graph)  # autograd with create_graph is fine
+
+
+def test_ex1_broadcasting_error_is_a_hint():
+    def log_prob_no_axes(x, sigma):
+        diff = x - M  # (n, 2) - (3, 2)
+        return -0.5 * diff.pow(2).sum(1)
+
+    with pytest.raises(AssertionError, match="Exercise 1.*broadcast"):
+        _run_ex1(log_prob_no_axes, score_ok)
+
+
+def _heun_tvs(n_steps, seeds=range(6), n=4000):
+    out = []
+    for s in seeds:
+        x = 40.0 * torch.randn(n, 2, generator=torch.Generator().manual_seed(s),
+                               dtype=torch.float64)
+        y = diffusion.heun_sample(_tweedie(EXACT.score), x, edm_sigmas(n_steps, sigma_max=40.0))
+        out.append(checks._grid_tv_variant(y, EXACT.log_prob))
+    return out
+
+
+def test_near_floor_rejects_heun_at_31_calls_and_accepts_127():
+    floor = [checks._grid_tv_variant(_sample(4000, 100 + k), EXACT.log_prob) for k in range(20)]
+    checks.check_near_floor("Heun, 127 calls", _heun_tvs(64), floor)
+    with pytest.raises(AssertionError, match="standard errors above the floor"):
+        checks.check_near_floor("Heun, 31 calls", _heun_tvs(16), floor)
+    with pytest.raises(AssertionError, match="at least 8"):
+        checks.check_near_floor("Heun", _heun_tvs(64), floor[:3])
