@@ -361,7 +361,9 @@ def edm_sigmas(
     if n == 1:
         return torch.tensor([hi, 0.0], dtype=torch.float64)
     i = torch.arange(n, dtype=torch.float64)
-    s = (hi ** (1 / rho) + i / (n - 1) * (lo ** (1 / rho) - hi ** (1 / rho))) ** rho
+    # eq. 5 with sigma_max^{1/rho} factored out: hi * (1 + i/(N-1) ((lo/hi)^{1/rho} - 1))^rho,
+    # so that a small rho cannot overflow sigma_max^{1/rho}
+    s = hi * (1 + i / (n - 1) * ((lo / hi) ** (1 / rho) - 1)) ** rho
     s[0], s[-1] = hi, lo  # exact endpoints (the power can be off by one ulp)
     return torch.cat([s, s.new_zeros(1)])
 

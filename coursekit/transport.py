@@ -75,6 +75,10 @@ def monge_map_1d(x: Any, source: Any, target: Any) -> np.ndarray:
     out = np.empty_like(x)
     out[~upper] = target.ppf(u[~upper])  # F_beta^{-1}(F_alpha(x))
     out[upper] = target.isf(source.sf(x[upper]))  # same map, via 1 - F on both sides
+    if not np.all(np.isfinite(out)):  # F_alpha(x) or 1 - F_alpha(x) underflowed to 0
+        bad = x[~np.isfinite(out)][0]
+        raise ValueError(f"x: {bad:g} is beyond the source's tail that float64 resolves "
+                         "(its CDF rounds to 0 or 1), so T(x) cannot be computed there")
     return out
 
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -248,37 +248,36 @@ def check_positive_int(value: Any, name: str, *, minimum: int = 1) -> int:
     return int(value)
 
 
-def check_positive(value: Any, name: str) -> float:
-    """Check that ``value`` is a finite real number > 0 and return it as ``float``."""
+def _real(value: Any, name: str, expected: str, ok: Callable[[float], bool]) -> float:
+    """``value`` as a float if it is a finite real number with ``ok(v)``, else a ValueError.
+
+    Strings are refused although ``float("0.1")`` would parse them: a number typed as text
+    is a mistake to report, not to reinterpret.
+    """
     try:
+        if isinstance(value, (str, bytes)):
+            raise TypeError
         v = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{name}: expected a positive number, got {value!r}") from None
-    if not np.isfinite(v) or v <= 0:
-        raise ValueError(f"{name}: expected a finite number > 0, got {value!r}")
+        raise ValueError(f"{name}: expected {expected}, got {value!r}") from None
+    if not (math.isfinite(v) and ok(v)):
+        raise ValueError(f"{name}: expected {expected}, got {value!r}")
     return v
+
+
+def check_positive(value: Any, name: str) -> float:
+    """Check that ``value`` is a finite real number > 0 and return it as ``float``."""
+    return _real(value, name, "a finite number > 0", lambda v: v > 0)
 
 
 def check_nonnegative(value: Any, name: str) -> float:
     """Check that ``value`` is a finite real number >= 0 and return it as ``float``."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name}: expected a finite number >= 0, got {value!r}") from None
-    if not np.isfinite(v) or v < 0:
-        raise ValueError(f"{name}: expected a finite number >= 0, got {value!r}")
-    return v
+    return _real(value, name, "a finite number >= 0", lambda v: v >= 0)
 
 
 def check_finite(value: Any, name: str) -> float:
     """Check that ``value`` is a finite real number (of any sign) and return it as ``float``."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name}: expected a finite number, got {value!r}") from None
-    if not np.isfinite(v):
-        raise ValueError(f"{name}: expected a finite number, got {value!r}")
-    return v
+    return _real(value, name, "a finite number", lambda v: True)
 
 
 def check_callable(value: Any, name: str) -> Any:

@@ -83,3 +83,44 @@ def test_tabulated_cdf_is_scale_free_even_at_huge_densities():
     ref = sampling.tabulated_cdf(grid, shape)
     for scale in (1e-300, 1.0, 1e300 / shape.max() * 1.7):
         np.testing.assert_allclose(sampling.tabulated_cdf(grid, scale * shape), ref, rtol=1e-12)
+
+
+# ------------------------------------------------------------ numbers typed as text, tails
+
+
+@pytest.mark.parametrize("value", ["0.1", b"0.1", "nan"])
+def test_numbers_as_text_are_refused(value):
+    from coursekit import ebm
+    from coursekit.validation import check_finite, check_nonnegative, check_positive
+
+    for check in (check_positive, check_nonnegative, check_finite):
+        with pytest.raises(ValueError, match="step: expected"):
+            check(value, "step")
+    with pytest.raises(ValueError, match="step_size"):
+        ebm.langevin(lambda x: (x**2).sum(1), torch.zeros(3, 2), value, 5)
+
+
+def test_monge_map_beyond_the_resolved_tail_is_an_error_not_inf():
+    from scipy import stats
+
+    from coursekit import transport
+
+    source, target = stats.norm(), stats.norm(2.0, 3.0)
+    x = np.array([-37.0, 0.5, 37.0])   # inside: 1 - F and F keep their digits
+    np.testing.assert_allclose(transport.monge_map_1d(x, source, target), 2.0 + 3.0 * x,
+                               rtol=1e-9)
+    for far in (40.0, -40.0):
+        with pytest.raises(ValueError, match="beyond the source's tail"):
+            transport.monge_map_1d(np.array([0.0, far]), source, target)
+
+
+@pytest.mark.parametrize("rho", [0.005, 0.5, 7.0, 300.0])
+def test_edm_sigmas_finite_and_decreasing_for_any_rho(rho):
+    s = df.edm_sigmas(12, rho=rho)
+    assert bool(torch.isfinite(s).all()) and bool((s[1:] < s[:-1]).all())
+    assert s[0].item() == 80.0 and s[-2].item() == 0.002 and s[-1].item() == 0.0
+    # eq. 5 as written, where it does not overflow (it cancels near sigma_min: rtol 1e-9)
+    i = torch.arange(12, dtype=torch.float64)
+    if rho >= 0.5:
+        ref = (80.0 ** (1 / rho) + i / 11 * (0.002 ** (1 / rho) - 80.0 ** (1 / rho))) ** rho
+        torch.testing.assert_close(s[1:-2], ref[1:-1], rtol=1e-9, atol=0)  # endpoints exact
