@@ -659,6 +659,21 @@ def test_between_modes_fraction_exact_mixture_floor():
         assert abs(got - p) < 5 * se, seed
 
 
+def test_grid_metrics_reject_a_uniform_square():
+    # The grid's 3-sigma balls (radius 0.15) are far narrower than its spacing (2): a sampler
+    # spreading its mass uniformly over the square is rejected by the high-quality fraction
+    # (expected 16 pi 0.15^2 / 64 = 1.8 %: the balls of the 12 edge modes are half inside the
+    # square, those of the 4 corners a quarter) and puts ~10 % of its points between modes.
+    centers, std = gan.toy_modes("grid25")
+    x = np.random.default_rng(0).uniform(-4, 4, (20_000, 2))
+    m = gan.mode_metrics(x, centers, std)
+    p = (9 + 12 / 2 + 4 / 4) * math.pi * (3 * std) ** 2 / 64
+    assert abs(m["high_quality_fraction"] - p) < 5 * math.sqrt(p * (1 - p) / 20_000)
+    assert gan.between_modes_fraction(x, centers, std) > 0.03
+    exact = centers[np.random.default_rng(1).integers(0, 25, 20_000)]
+    assert gan.between_modes_fraction(exact, centers, std) == 0.0
+
+
 def test_between_modes_fraction_bad_inputs():
     c = np.zeros((3, 2))
     with pytest.raises(ValueError, match="width"):

@@ -7,10 +7,12 @@ message says what is wrong and how to fix it; it prints one ``OK`` line when
 everything holds. Failures are raised explicitly (not with ``assert``) so
 that they also fire under ``python -O``.
 
-A check called without its function looks the function up by name in the
-notebook (the caller's globals): a check cell run before its exercise then
-says which exercise to do first instead of failing with a ``NameError``, and a
-stub that still raises ``NotImplementedError`` gets the same advice.
+Each check takes the student's function(s) as arguments (the convention of
+:mod:`coursekit.practicals.checks`): a check run before its exercise (``None``)
+or on a stub that still raises ``NotImplementedError`` says which exercise to do
+first; torch errors that usual mistakes produce become hints. A failure names
+the exercise and the cause, never the solution's code (a test greps the
+messages for code).
 
 Exercises and their checks, in the order of the practical:
 
@@ -18,7 +20,8 @@ Exercises and their checks, in the order of the practical:
 2. ``discriminator_loss`` -- :func:`check_discriminator_loss`
 3. ``generator_loss`` -- :func:`check_generator_loss`
 4. ``train_step`` -- :func:`check_train_step`
-5. ``train_gan`` -- :func:`check_train_gan`, then :func:`check_ring_samples`
+5. ``train_gan`` -- :func:`check_train_gan`, then :func:`check_ring_samples` (modes,
+   high-quality fraction and the fraction between modes, which rejects a uniform circle)
 6. ``nearest_neighbour_distances``, ``class_counts`` -- :func:`check_digit_metrics`
 7. ``gradient_penalty`` -- :func:`check_gradient_penalty`
 8. ``wgan_critic_loss``, ``wgan_generator_loss`` -- :func:`check_wgan_losses`
