@@ -131,8 +131,12 @@ def gaussian_kl(mu: Tensor, logvar: Tensor) -> Tensor:
             f"mu, logvar: expected two tensors of the same shape (..., d), got "
             f"{tuple(mu.shape)} and {tuple(logvar.shape)}"
         )
+    return _gaussian_kl(mu, logvar)
+
+
+def _gaussian_kl(mu: Tensor, logvar: Tensor) -> Tensor:
     # expm1(logvar) - logvar = exp(logvar) - 1 - logvar without cancellation near logvar = 0.
-    return 0.5 * (torch.expm1(logvar) - logvar + mu.pow(2)).sum(-1)
+    return 0.5 * (torch.expm1(logvar) - logvar + mu.pow(2)).sum(-1)  # (...,)
 
 
 def gaussian_log_prob(z: Tensor, mu: Tensor | None = None, logvar: Tensor | None = None) -> Tensor:
@@ -145,7 +149,7 @@ def gaussian_log_prob(z: Tensor, mu: Tensor | None = None, logvar: Tensor | None
     if z.ndim == 0:
         raise ValueError("z: expected shape (..., d), got a scalar")
     if mu is None:
-        return -0.5 * (z.pow(2) + LOG_2PI).sum(-1)
+        return _gaussian_log_prob(z)
     mu = as_tensor(mu, "mu", like=z, min_rows=0)
     logvar = torch.zeros_like(mu) if logvar is None else as_tensor(logvar, "logvar", like=z,
                                                                     min_rows=0)
@@ -154,7 +158,14 @@ def gaussian_log_prob(z: Tensor, mu: Tensor | None = None, logvar: Tensor | None
     except RuntimeError:
         raise ValueError(f"z, mu, logvar: shapes {tuple(z.shape)}, {tuple(mu.shape)} and "
                          f"{tuple(logvar.shape)} do not broadcast") from None
-    return -0.5 * ((z - mu).pow(2) * torch.exp(-logvar) + logvar + LOG_2PI).sum(-1)
+    return _gaussian_log_prob(z, mu, logvar)
+
+
+def _gaussian_log_prob(z: Tensor, mu: Tensor | None = None, logvar: Tensor | None = None
+                       ) -> Tensor:
+    if mu is None:  # the prior N(0, I)
+        return -0.5 * (z.pow(2) + LOG_2PI).sum(-1)
+    return -0.5 * ((z - mu).pow(2) * torch.exp(-logvar) + logvar + LOG_2PI).sum(-1)  # (...,)
 
 
 def log_marginal_quadrature(
@@ -211,10 +222,15 @@ def bernoulli_log_prob(logits: Tensor, x: Tensor) -> Tensor:
         if lo < 0 or hi > 1:
             raise ValueError(f"x: Bernoulli targets must lie in [0, 1], got [{lo:.3g}, {hi:.3g}]")
     try:
-        logits, x = torch.broadcast_tensors(logits, x)
+        torch.broadcast_shapes(logits.shape, x.shape)
     except RuntimeError:
         raise ValueError(f"logits, x: shapes {tuple(logits.shape)} and {tuple(x.shape)} do not "
                          "broadcast") from None
+    return _bernoulli_log_prob(logits, x)
+
+
+def _bernoulli_log_prob(logits: Tensor, x: Tensor) -> Tensor:
+    logits, x = torch.broadcast_tensors(logits, x)  # (..., C, H, W) both
     return -F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(-3).sum(-1)
 
 
@@ -405,8 +421,10 @@ class VAE(nn.Module):
     def encode(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """The encoder's Gaussian: x (n, 1, 8, 8) -> mu (n, d), logvar (n, d) (clamped)."""
         x = _check_images(x, like=self)
-        h = self.encoder(x, self._onehot(y, x.shape[0]))
-        mu, logvar = h.chunk(2, dim=-1)
+        return self._encode(x, self._onehot(y, x.shape[0]))
+
+    def _encode(self, x: Tensor, onehot: Tensor | None) -> tuple[Tensor, Tensor]:
+        mu, logvar = self.encoder(x, onehot).chunk(2, dim=-1)  # (n, d) each
         return mu, logvar.clamp(LOGVAR_MIN, LOGVAR_MAX)
 
     def decode(self, z: Tensor, y: Tensor | None = None) -> Tensor:
@@ -415,10 +433,12 @@ class VAE(nn.Module):
         ``sigmoid(decode(z))`` are the pixel means (the images one shows).
         """
         z = _check_latents(z, self.latent_dim, like=self)
-        onehot = self._onehot(y, z.shape[-2]) if z.ndim >= 2 else self._onehot(y, 1)
-        if onehot is not None and z.ndim > 2:
+        return self._decode(z, self._onehot(y, z.shape[-2]) if z.ndim >= 2 else self._onehot(y, 1))
+
+    def _decode(self, z: Tensor, onehot: Tensor | None) -> Tensor:
+        if onehot is not None and z.ndim > 2:  # (n, C) labels for (m, n, d) codes
             onehot = onehot.expand(*z.shape[:-1], self.n_classes)
-        return self.decoder(z, onehot)
+        return self.decoder(z, onehot)  # (..., n, 1, 8, 8) logits
 
     @staticmethod
     def reparameterize(
@@ -437,10 +457,15 @@ class VAE(nn.Module):
             raise ValueError(f"logvar: expected the shape of mu {tuple(mu.shape)}, got {tuple(logvar.shape)}")
         if n_samples is not None:
             n_samples = check_positive_int(n_samples, "n_samples")
-        generator = as_generator(generator, "generator", device=mu.device)
+        return VAE._reparameterize(mu, logvar, n_samples,
+                                   as_generator(generator, "generator", device=mu.device))
+
+    @staticmethod
+    def _reparameterize(mu: Tensor, logvar: Tensor, n_samples: int | None,
+                        generator: torch.Generator) -> Tensor:
         shape = mu.shape if n_samples is None else (n_samples, *mu.shape)
         eps = torch.randn(shape, generator=generator, dtype=mu.dtype, device=mu.device)
-        return mu + torch.exp(0.5 * logvar) * eps
+        return mu + torch.exp(0.5 * logvar) * eps  # (..., n, d)
 
     def elbo_terms(
         self, x: Tensor, y: Tensor | None = None, generator: GeneratorLike = None
@@ -451,10 +476,12 @@ class VAE(nn.Module):
             log_px_z: (n,) single-sample estimate of ``E_q[log p_theta(x | z)]``;
             kl: (n,) closed-form ``KL(q_phi(z | x) || p(z))``.
         """
-        x = _check_images(x, like=self)
-        mu, logvar = self.encode(x, y)
-        z = self.reparameterize(mu, logvar, generator=generator)
-        return bernoulli_log_prob(self.decode(z, y), x), gaussian_kl(mu, logvar)
+        x = _check_images(x, like=self)                           # checked once, here
+        onehot = self._onehot(y, x.shape[0])
+        mu, logvar = self._encode(x, onehot)                      # (n, d) each
+        gen = as_generator(generator, "generator", device=mu.device)
+        z = self._reparameterize(mu, logvar, None, gen)           # (n, d)
+        return _bernoulli_log_prob(self._decode(z, onehot), x), _gaussian_kl(mu, logvar)
 
     def elbo(
         self, x: Tensor, y: Tensor | None = None, generator: GeneratorLike = None
@@ -487,7 +514,8 @@ class VAE(nn.Module):
         k = check_positive_int(k, "k")
         chunk_size = check_positive_int(chunk_size, "chunk_size")
         x = _check_images(x, like=self)
-        mu, logvar = self.encode(x, y)
+        onehot = self._onehot(y, x.shape[0])
+        mu, logvar = self._encode(x, onehot)
         generator = as_generator(generator, "generator", device=mu.device)
         n = x.shape[0]
         per_chunk = max(1, min(k, chunk_size // max(n, 1)))
@@ -495,11 +523,11 @@ class VAE(nn.Module):
         done = 0
         while done < k:
             m = min(per_chunk, k - done)
-            z = self.reparameterize(mu, logvar, m, generator)  # (m, n, d)
+            z = self._reparameterize(mu, logvar, m, generator)  # (m, n, d)
             log_w = (
-                bernoulli_log_prob(self.decode(z, y), x)  # log p(x | z)
-                + gaussian_log_prob(z)  # log p(z)
-                - gaussian_log_prob(z, mu, logvar)  # log q(z | x)
+                _bernoulli_log_prob(self._decode(z, onehot), x)  # log p(x | z)
+                + _gaussian_log_prob(z)  # log p(z)
+                - _gaussian_log_prob(z, mu, logvar)  # log q(z | x)
             )  # (m, n)
             total = torch.logaddexp(total, torch.logsumexp(log_w, dim=0))
             done += m
