@@ -1267,6 +1267,125 @@ def drs_sample(
 
 
 # ----------------------------------------------------------------------------------------------
+# Optimal budgeted rejection sampling (Verine et al. 2024)
+# ----------------------------------------------------------------------------------------------
+
+
+def obrs_log_constant(logits: Any, budget: float) -> float:
+    """``log c_K`` of optimal budgeted rejection sampling (OBRS; Verine et al. 2024).
+
+    With a budget of K proposals per accepted sample (acceptance rate 1/K), the acceptance
+    function ``a(x) = min(1, c_K r(x))``, ``r = p / p_hat`` the density ratio, minimises
+    *every* f-divergence ``D_f(P || P_hat_a)`` between the data and the law of the accepted
+    samples ``P_hat_a ~ a p_hat`` among acceptance functions with ``E_P_hat[a] = 1/K``; c_K
+    is set by that constraint. DRS instead uses ``r / max r``: optimal only with an
+    unlimited budget. Here the expectation is the mean over the n given proposals, whose
+    log-ratios are ``logits`` (a GAN's discriminator logit estimates ``log p / p_hat``).
+
+    Computed exactly by water-filling: sort the ratios in decreasing order; if the j
+    largest are accepted surely, ``c = (n/K - j) / sum_{i > j} r_(i)``, and the j for which
+    ``c r_(j) >= 1 >= c r_(j+1)`` is the answer (``sum_i min(1, c r_i)`` increases with c).
+
+    Args:
+        logits: (n,) log density ratios of the proposals (array or tensor), finite.
+        budget: K >= 1 (K = 1 accepts everything: ``c = 1 / min r``).
+
+    Returns:
+        ``log c_K`` (a float).
+    """
+    v = check_array(logits, "logits", ndim=1, min_rows=1)
+    k = _real_at_least_one(budget, "budget")
+    l_sorted = np.sort(v)[::-1]                                   # (n,) decreasing
+    n = l_sorted.size
+    target = n / k                                                # accepted proposals
+    # suffix[j] = log sum_{i >= j} r_(i) (0-based): the unsaturated mass if j are saturated
+    suffix = np.logaddexp.accumulate(l_sorted[::-1])[::-1]        # (n,)
+    for j in range(min(n, int(math.ceil(target)))):
+        log_c = math.log(target - j) - suffix[j]
+        if l_sorted[j] + log_c <= 1e-12:                          # the (j+1)-th is not saturated
+            return float(log_c)
+    return float(-l_sorted[-1])                                   # K = 1: all saturated
+
+
+def _real_at_least_one(value: Any, name: str) -> float:
+    v = check_positive(value, name)
+    if v < 1.0:
+        raise ValueError(f"{name}: expected a budget K >= 1 (acceptance rate 1/K), got {value!r}")
+    return v
+
+
+def obrs_accept_prob(logits: Any, log_constant: float) -> ArrayOrTensor:
+    """OBRS acceptance probabilities ``min(1, c_K r(x)) = exp(min(0, logit + log c_K))``.
+
+    Args:
+        logits: (n,) log density ratios (array or tensor; the result has the same kind).
+        log_constant: ``log c_K`` from :func:`obrs_log_constant`.
+
+    Returns:
+        (n,) probabilities in (0, 1].
+    """
+    log_c = check_finite(log_constant, "log_constant")
+    if _is_t(logits):
+        return torch.exp((as_tensor(logits, "logits", ndim=1) + log_c).clamp(max=0.0))
+    return np.exp(np.minimum(check_array(logits, "logits", ndim=1) + log_c, 0.0))
+
+
+@torch.no_grad()
+def obrs_sample(
+    sample_fn: Callable[[int], Any] | nn.Module,
+    logit_fn: Callable[[Tensor], Tensor],
+    n: int,
+    budget: float,
+    *,
+    n_burn_in: int = 10_000,
+    batch_size: int = 2_000,
+    max_batches: int = 1_000,
+    generator: GeneratorLike = None,
+) -> tuple[Tensor, float]:
+    """Optimal budgeted rejection sampling (Verine et al. 2024) from a generator.
+
+    ``c_K`` is fitted on ``n_burn_in`` burn-in proposals (:func:`obrs_log_constant`), then
+    each fresh proposal is accepted with probability :func:`obrs_accept_prob` of its logit;
+    the acceptance rate is then 1/K up to the burn-in's sampling error.
+
+    Args:
+        sample_fn, logit_fn, batch_size, max_batches, generator: as in :func:`drs_sample`.
+        n: number of samples wanted.
+        budget: K >= 1 proposals per accepted sample.
+        n_burn_in: proposals used to fit c_K.
+
+    Returns:
+        samples: (n, ...) accepted proposals; acceptance_rate: accepted / proposed.
+    """
+    check_callable(sample_fn, "sample_fn"), check_callable(logit_fn, "logit_fn")
+    n, k = check_positive_int(n, "n"), _real_at_least_one(budget, "budget")
+    n_burn_in = check_positive_int(n_burn_in, "n_burn_in")
+    batch_size = check_positive_int(batch_size, "batch_size")
+    max_batches = check_positive_int(max_batches, "max_batches")
+    gen = _sampler_generator(sample_fn, generator)
+    draw = _FreshSampler(sample_fn, gen)
+    burn = [as_tensor(logit_fn(draw(min(batch_size, n_burn_in - d))), "logit_fn(x)", ndim=1)
+            for d in range(0, n_burn_in, batch_size)]
+    log_c = obrs_log_constant(torch.cat(burn).to(torch.float64).cpu(), k)
+    kept: list[Tensor] = []
+    n_kept = n_prop = 0
+    for _ in range(max_batches):
+        x = draw(batch_size)
+        v = as_tensor(logit_fn(x), "logit_fn(x)", ndim=1).to(torch.float64).cpu()
+        u = torch.rand(v.shape, generator=gen, dtype=v.dtype, device=gen.device).cpu()
+        accept = u < obrs_accept_prob(v, log_c)                   # (b,)
+        kept.append(x[accept.to(x.device)])
+        n_kept += int(accept.sum())
+        n_prop += v.shape[0]
+        if n_kept >= n:
+            break
+    else:
+        raise ValueError(f"max_batches: only {n_kept} of {n} samples accepted after "
+                         f"{n_prop} proposals; raise max_batches")
+    return torch.cat(kept)[:n], n_kept / n_prop
+
+
+# ----------------------------------------------------------------------------------------------
 # Mode metrics on Gaussian-mixture toys
 # ----------------------------------------------------------------------------------------------
 

@@ -532,3 +532,94 @@ def test_loss_pair_is_the_docstring_table():
 def test_loss_pair_rejects_bad_names(args, match):
     with pytest.raises(ValueError, match=match):
         gan.loss_pair(*args)
+
+
+# ------------------------------------------------------------ optimal budgeted rejection
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("budget", [1.0, 1.3, 2.0, 5.0, 37.0])
+def test_obrs_constant_meets_the_budget_exactly(seed, budget):
+    # water-filling by hand against SciPy's root finder on the budget equation
+    from scipy.optimize import brentq
+
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(0.0, 2.0, size=200)
+    logits[:20] = logits[20:40]                       # ties must not matter
+    log_c = gan.obrs_log_constant(logits, budget)
+    accept = gan.obrs_accept_prob(logits, log_c)
+    assert abs(accept.mean() - 1.0 / budget) < 1e-12
+    if budget > 1:
+        ref = brentq(lambda t: np.minimum(1.0, np.exp(logits + t)).mean() - 1.0 / budget,
+                     -logits.max() - 10, -logits.min() + 10, xtol=1e-14)
+        assert abs(log_c - ref) < 1e-9
+    else:
+        assert np.all(accept == 1.0)
+    torch_accept = gan.obrs_accept_prob(torch.as_tensor(logits), log_c)
+    assert torch.allclose(torch_accept, torch.as_tensor(accept), rtol=0, atol=1e-15)
+
+
+def test_obrs_is_the_optimal_acceptance_for_tv_and_kl():
+    # Verine et al.: among acceptance functions a in [0, 1]^m with E_q[a] = 1/K, min(1, c r)
+    # minimises every f-divergence D_f(P || P_a), P_a = a q / E_q[a]. Checked on a
+    # 6-point space against a linear program (TV) and a convex solver (forward KL).
+    from scipy.optimize import linprog, minimize
+
+    p = np.array([0.30, 0.25, 0.20, 0.15, 0.06, 0.04])
+    q = np.array([0.05, 0.10, 0.15, 0.20, 0.25, 0.25])
+    for budget in (1.5, 3.0):
+        # the budget equation holds in expectation under q, not over the 6 points: solve it
+        # on q-weighted "samples" by repeating each point in proportion to q
+        reps = np.round(q * 2000).astype(int)
+        log_c = gan.obrs_log_constant(np.repeat(np.log(p / q), reps), budget)
+        a = gan.obrs_accept_prob(np.log(p / q), log_c)
+        assert abs(a @ q - 1 / budget) < 1e-12
+        tv_obrs = 0.5 * np.abs(p - budget * a * q).sum()
+        m = len(p)   # LP over (a, t): min sum t, t >= |p - K a q|, q.a = 1/K, 0 <= a <= 1
+        c = np.r_[np.zeros(m), np.ones(m)]
+        kq = np.diag(budget * q)
+        a_ub = np.block([[-kq, -np.eye(m)], [kq, -np.eye(m)]])
+        b_ub = np.r_[-p, p]
+        lp = linprog(c, A_ub=a_ub, b_ub=b_ub, A_eq=np.r_[q, np.zeros(m)][None], b_eq=[1 / budget],
+                     bounds=[(0, 1)] * m + [(0, None)] * m)
+        assert lp.success and abs(tv_obrs - 0.5 * lp.fun) < 1e-9
+
+        def kl(av, budget=budget):
+            pa = budget * av * q
+            return float(np.sum(p * np.log(p / pa)))
+
+        best = minimize(kl, np.full(m, 1 / budget), method="SLSQP", bounds=[(1e-9, 1)] * m,
+                        constraints=[{"type": "eq", "fun": lambda av, k=budget: av @ q - 1 / k}],
+                        options={"ftol": 1e-14, "maxiter": 500})
+        assert best.success and kl(a) <= best.fun + 1e-8
+
+
+def test_obrs_sample_accepts_one_in_k_and_tilts_toward_the_data():
+    # Proposals N(0, 1), data N(1, 1): log p/p_hat = x - 1/2 exactly. The accepted law is
+    # a(x) q(x) / E_q[a]; its mean is computed by quadrature and the sample mean must match
+    # within 5 standard errors, and the acceptance rate must be 1/K within 5 s.e.
+    from scipy import integrate, stats
+
+    budget, n = 4.0, 4000
+    samples, rate = gan.obrs_sample(lambda m, generator=None: torch.randn(m, 1, generator=generator,
+                                                                           dtype=torch.float64),
+                                    lambda x: x[:, 0] - 0.5, n, budget, n_burn_in=20_000,
+                                    generator=0)
+    log_c = gan.obrs_log_constant(np.random.default_rng(1).normal(size=400_000) - 0.5, budget)
+
+    def a(x):
+        return np.minimum(1.0, np.exp(x - 0.5 + log_c))
+
+    z = integrate.quad(lambda x: a(x) * stats.norm.pdf(x), -12, 12)[0]
+    mean = integrate.quad(lambda x: x * a(x) * stats.norm.pdf(x), -12, 12)[0] / z
+    sd = np.sqrt(integrate.quad(lambda x: (x - mean) ** 2 * a(x) * stats.norm.pdf(x), -12, 12)[0] / z)
+    assert samples.shape == (n, 1)
+    # + 0.01: c_K is fitted on 20,000 burn-in proposals, an error of its own
+    assert abs(samples[:, 0].mean().item() - mean) < 5 * sd / np.sqrt(n) + 0.01
+    assert abs(rate - 1 / budget) < 5 * np.sqrt(0.25 * 0.75 / (n * budget)) + 0.01
+
+
+@pytest.mark.parametrize("budget", [0.5, 0.0, -2.0, float("nan"), "4"])
+def test_obrs_rejects_a_budget_below_one(budget):
+    with pytest.raises(ValueError, match="budget"):
+        gan.obrs_log_constant(np.zeros(5), budget)
