@@ -1167,8 +1167,7 @@ def guided_denoiser(cond: Denoiser, uncond: Denoiser, w: float) -> Denoiser:
     p(x|c)^{1+w} p(x)^{-w} at each noise level (which is NOT the noised tilted density).
     The other convention writes the weight as w' = 1 + w (w' = 1: no guidance).
     """
-    if not (isinstance(w, (int, float)) and math.isfinite(w)):
-        raise ValueError(f"w: expected a finite number, got {w!r}")
+    w = check_finite(w, "w")
     check_callable(cond, "cond"), check_callable(uncond, "uncond")
 
     def denoiser(x: torch.Tensor, sigma: Any) -> torch.Tensor:

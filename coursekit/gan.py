@@ -1080,13 +1080,7 @@ def drs_accept_prob(
     Returns:
         (n,) acceptance probabilities in [0, 1].
     """
-    eps = check_positive(eps, "eps")
-    try:
-        gamma = float(gamma)
-    except (TypeError, ValueError):
-        raise ValueError(f"gamma: expected a finite real number, got {gamma!r}") from None
-    if not math.isfinite(gamma):
-        raise ValueError(f"gamma: expected a finite real number, got {gamma}")
+    eps, gamma = check_positive(eps, "eps"), check_finite(gamma, "gamma")
     m = float(check_array(max_logit, "max_logit", ndim=0))
     if _is_t(logits):
         v = as_tensor(logits, "logits", ndim=1)
