@@ -837,9 +837,8 @@ def check_ring_samples(samples: Any, *, min_modes: int = 8, min_quality: float =
         f"{max_between:.0%}; exact samples 4.5 %, a uniform circle 32 %): the samples are "
         f"spread along the ring instead of gathered on its 8 modes; {where}"
     ))
-    _ok(f"ring: {m['modes_captured']}/8 modes, {m['high_quality_fraction']:.1%} "
-        f"high-quality, {m['between_modes']:.1%} between modes, mode KL "
-        f"{m['mode_kl']:.3f} nats")
+    _ok(f"ring: {m['modes_captured']}/8 modes, {m['high_quality_fraction']:.1%} high "
+        f"quality, {m['between_modes']:.1%} between modes, KL {m['mode_kl']:.3f}")
     return m
 
 
