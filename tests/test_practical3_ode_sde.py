@@ -5,7 +5,13 @@ its check must accept, and a list of wrong ones ("mutants") that it must reject 
 that names the cause and the exercise; answers that call coursekit.diffusion (or the checks'
 private reference code) are rejected as well.
 
-Seed benchmark: SEED_BENCHMARK_PLACEHOLDER
+Seed benchmark of the solution notebook (every check accepts the correct solution):
+``benchmarks/check_seeds.py book/practicals/practical3_ode_sde.ipynb --seeds 10 --jobs 1``
+passed 10/10 seeds (native kernel, 2026-12-07, mean 142 s per run on the loaded 2-core machine);
+``--seeds 2 --kernels default avx2`` passed 4/4 runs (mean 119 s).
+The high-noise claim of Part D (SDE TV < ODE TV / 2) held in 30/30 single-seed runs of the same
+measurement with coursekit.diffusion's samplers (largest ratio 0.34); Heun at 127 calls was
+1.0e-3 above the floor on average there, Euler-Maruyama at 128 steps 4.5e-3 (not asserted).
 """
 
 from __future__ import annotations
