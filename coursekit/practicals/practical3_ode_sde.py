@@ -256,6 +256,7 @@ def check_noised_mixture(log_prob: Callable, score: Callable, weights: Any, mean
     x = _points()
     for sigma in (0.0, 0.3, 1.0, 4.0):
         got = _tensor(lp(x.clone(), sigma), (x.shape[0],), f"noised_log_prob(x, {sigma})")
+        got = got.detach()
         _unchanged("noised_log_prob", params, saved)
         want = _mix_log_prob(x, sigma, w, m, c)
         if _close(got, want, 1e-8):
@@ -292,6 +293,7 @@ def check_noised_mixture(log_prob: Callable, score: Callable, weights: Any, mean
 
     for sigma in (0.0, 0.5, 2.0):
         got = _tensor(sc(x.clone(), sigma), tuple(x.shape), f"noised_score(x, {sigma})")
+        got = got.detach()  # an autograd score with create_graph=True keeps a graph
         _unchanged("noised_score", params, saved)
         want = _score_variant(w, m, c, x, sigma)
         if _close(got, want, 1e-7):
