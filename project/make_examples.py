@@ -4,8 +4,8 @@ Three example groups, all on the shared architecture:
 
 - ``baseline``: the baseline VAE decoder (``python -m coursekit.project train-baseline``);
 - ``beta4``: the same VAE trained with a KL weight beta = 4 (a regulariser paper);
-- ``truncation``: the baseline's weights with a ``sampling.py`` that draws z ~ N(0, 0.7^2 I)
-  (a sampling paper: the truncation trick).
+- ``truncation``: the baseline's weights with a ``sampling.py`` that returns latent vectors
+  z ~ N(0, 0.7^2 I) (a sampling paper: the truncation trick).
 
 Each "morning" the groups submit a checkpoint trained longer (500, 1500, then 3000 steps), and
 the leaderboard evaluates them; the history of those mornings is
@@ -33,19 +33,6 @@ SUBMISSIONS = EXAMPLES / "submissions"
 HISTORY = EXAMPLES / "history.csv"
 MORNINGS = {"2026-01-12": 500, "2026-01-19": 1500, "2026-01-26": 3000}
 
-TRUNCATION = '''"""Truncation sampling: draw the latent from N(0, 0.7^2 I) instead of N(0, I)."""
-
-import torch
-
-from coursekit.project import LATENT_DIM
-
-
-def sample(model, n, generator):
-    z = 0.7 * torch.randn(n, LATENT_DIM, generator=generator)
-    return model(z)
-'''
-
-
 def main() -> None:
     torch.set_num_threads(1)
     if HISTORY.exists():
@@ -59,7 +46,7 @@ def main() -> None:
         trunc = SUBMISSIONS / "truncation"
         trunc.mkdir(parents=True, exist_ok=True)
         shutil.copy(SUBMISSIONS / "baseline" / "model.pt", trunc / "model.pt")
-        (trunc / "sampling.py").write_text(TRUNCATION)
+        # Its sampling.py (committed, returns z ~ N(0, 0.7^2 I)) stays as it is.
         # The book's own examples are trusted code: no sandbox needed to build them.
         rows = project.leaderboard(SUBMISSIONS, HISTORY, HERE / "_site", date=date,
                                    sandbox=False)

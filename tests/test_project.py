@@ -58,7 +58,7 @@ def submissions(tmp_path_factory) -> tuple[Path, Path]:
     nan.mkdir()
     torch.save(_good_state(), nan / "model.pt")
     (nan / "sampling.py").write_text("import torch\n\ndef sample(model, n, generator):\n"
-                                     "    return torch.full((n, 1, 8, 8), float('nan'))\n")
+                                     "    return torch.full((n, 16), float('nan'))\n")
     # A submission that tries to rewrite the history of earlier days and another group's row.
     vandal = root / "vandal"
     vandal.mkdir()
@@ -68,7 +68,7 @@ def submissions(tmp_path_factory) -> tuple[Path, Path]:
         "    p = pathlib.Path(os.environ.get('HISTORY_TO_VANDALISE', '/nonexistent'))\n"
         "    if p.exists():\n"
         "        p.write_text('date,group\\n')\n"
-        "    return model.sample(n, generator)\n")
+        "    return __import__('torch').randn(n, 16, generator=generator)\n")
     (root / "missing").mkdir()
     return root, marker
 
@@ -92,7 +92,7 @@ def test_leaderboard_two_days(submissions, tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("HISTORY_TO_VANDALISE", str(history))
     cmd = [sys.executable, "-m", "coursekit.project", "leaderboard", str(root),
            "--history", str(history), "--out", str(site), "--n", str(N), "--timeout", "10",
-           "--sets", "1"]
+           "--sets", "1", "--seed", "0"]  # the same seed both days: the same numbers
     for date in ("2026-01-05", "2026-01-06"):
         done = subprocess.run([*cmd, "--date", date], capture_output=True, text=True,
                               timeout=900)
@@ -119,14 +119,17 @@ def test_leaderboard_two_days(submissions, tmp_path, monkeypatch) -> None:
     assert (site / "history_fid.png").stat().st_size > 1000
 
 
-def test_rerun_of_a_morning_replaces_its_rows(tmp_path) -> None:
+def test_rerun_of_a_morning_supersedes_its_rows(tmp_path) -> None:
     # Only a group with no model.pt: no child process, so this runs in a second.
     (tmp_path / "subs" / "missing").mkdir(parents=True)
     history = tmp_path / "history.csv"
     for date in ("2026-01-05", "2026-01-06", "2026-01-06"):
         project.leaderboard(tmp_path / "subs", history, tmp_path / "site", date=date)
     rows = list(csv.DictReader(history.open()))
-    assert sorted(r["date"] for r in rows) == ["2026-01-05", "2026-01-06"]
+    # The rerun's rows count; the earlier run of that morning stays, marked superseded.
+    assert sorted(r["date"] for r in rows if not r["superseded"]) == ["2026-01-05",
+                                                                       "2026-01-06"]
+    assert [r["date"] for r in rows if r["superseded"]] == ["2026-01-06"]
 
 
 def test_evaluate_cli_prints_json(submissions) -> None:
@@ -142,16 +145,43 @@ def test_evaluate_cli_prints_json(submissions) -> None:
         assert np.isfinite(row[key]), key
 
 
-def test_memorisation_catches_replayed_digits() -> None:
+def test_copies_of_training_or_heldout_digits_are_flagged_and_not_ranked(tmp_path) -> None:
+    """At the image level: training digits + small noise, and the held-out digits
+    themselves, beat a real generator on FID but are flagged and not ranked; the real
+    generator (the example baseline) is not flagged."""
     from coursekit.data import load_digits
 
+    ref = project._reference()
     train, _ = load_digits("train")
-    replay = project.compute_metrics(train[:300].numpy())
-    assert replay["memorisation"] > 0.95
     test, _ = load_digits("test")
-    fresh = project.compute_metrics(test[:300].numpy())
-    # Fresh digits come that close to the training set 1 % of the time by construction.
-    assert fresh["memorisation"] < 0.05
+    rng = np.random.default_rng(0)
+    noisy = np.clip(train[rng.integers(0, len(train), 300)].numpy()
+                    + 0.05 * rng.standard_normal((300, 1, 8, 8)), 0, 1)
+    model = project._load_generator(
+        (project.example_submissions() / "baseline" / "model.pt").read_bytes())
+    real = model(torch.randn(300, 16, generator=torch.Generator().manual_seed(0))).detach()
+    rows = []
+    for name, x in (("noisy_copies", noisy), ("heldout", test[:300].numpy()),
+                    ("baseline", real.numpy())):
+        row = project.compute_metrics(x, reference=ref)
+        row.update(group=name, status="ok", flag=project._copy_flag(row))
+        rows.append(row)
+    by = {r["group"]: r for r in rows}
+    assert by["noisy_copies"]["memorisation"] > 0.9 and by["heldout"]["memorisation"] > 0.9
+    # Meehan et al.'s C_T sees the noisy training copies (and only those: held-out digits
+    # are fresh data for it, hence the near-copy share against every known digit).
+    assert by["noisy_copies"]["ct"] < project.CT_THRESHOLD
+    assert "C_T" in by["noisy_copies"]["flag"] and "near-copies" in by["heldout"]["flag"]
+    assert by["baseline"]["flag"] == "" and by["baseline"]["memorisation"] < 0.05
+    # The copies would have been first on FID: the flag is what keeps them from it.
+    assert min(by["noisy_copies"]["fid"], by["heldout"]["fid"]) < by["baseline"]["fid"]
+    project._rank(rows)
+    assert by["baseline"]["rank"] == "1"
+    assert by["noisy_copies"]["rank"] == by["heldout"]["rank"] == ""
+    for r in rows:
+        r.update(n_sets=1, date="2026-03-02")
+    page = project.write_site(tmp_path, rows, [], "2026-03-02").read_text()
+    assert page.count("flagged, not ranked") == 2
 
 
 def test_unusable_set_exits_nonzero(tmp_path) -> None:
@@ -185,8 +215,13 @@ _SAMPLE = "import torch\n\ndef sample(model, n, generator):\n"
      r"could not be imported: SyntaxError.*line 1"),
     ("import no_such_module_xyz\n", "could not be imported: ModuleNotFoundError"),
     ("x = 1\n", "defines no function sample"),
-    (_SAMPLE + "    return model.sample(n, generator).numpy()\n", "ndarray, not a torch.Tensor"),
-    (_SAMPLE + "    return model.sample(n, generator) > 0.5\n", "dtype torch.bool"),
+    (_SAMPLE + "    return torch.randn(n, 16).numpy()\n", "ndarray, not a torch.Tensor"),
+    (_SAMPLE + "    return torch.randn(n, 16) > 0.5\n", "dtype torch.bool"),
+    (_SAMPLE + "    return torch.ones(n, 16, dtype=torch.long)\n", "dtype torch.int64"),
+    (_SAMPLE + "    return torch.randn(n, 16)\nEXTRA_FILES = ['critic.pt']\n",
+     "no critic.pt in the submission folder"),
+    (_SAMPLE + "    return torch.randn(n, 16)\nEXTRA_FILES = ['../x.pt']\n",
+     "not a plain file name"),
     (_SAMPLE + "    raise RuntimeError('boom')\n", "sample\\(\\) raised RuntimeError: boom"),
 ])
 def test_child_reports_what_the_submission_did_wrong(tmp_path, sampling, reason) -> None:
@@ -197,8 +232,9 @@ def test_child_reports_what_the_submission_did_wrong(tmp_path, sampling, reason)
 
 
 def test_child_accepts_other_float_dtypes(tmp_path) -> None:
-    folder = _folder(tmp_path, "g", _SAMPLE + "    return model.sample(n, generator).half()\n")
-    assert project._child_sample(str(folder), 60, 0).dtype == np.float32
+    folder = _folder(tmp_path, "g", _SAMPLE + "    return torch.randn(n, 16).half()\n")
+    z = project._child_sample(str(folder), 60, 0)
+    assert z.dtype == np.float32 and z.shape == (60, 16)
 
 
 @pytest.mark.parametrize("err, code, want", [
@@ -241,10 +277,10 @@ def test_leaderboard_edge_cases(tmp_path) -> None:
     _folder(root, odd)
     _folder(root, "_leading_underscore")
     _folder(root, "model_is_a_folder", model="dir")
-    _folder(root, "outside", _SAMPLE + "    return 2 * model.sample(n, generator) + 0.5\n")
+    _folder(root, "outside", _SAMPLE + "    return 1e3 * torch.randn(n, 16)\n")
     _folder(root, "crash", _SAMPLE + "    raise RuntimeError('first line\\nsecond line')\n")
     _folder(root, "greedy", _SAMPLE + "    big = torch.ones(10 * 2**30 // 4)  # 10 GB\n"
-            "    return model.sample(n, generator)\n")
+            "    return torch.randn(n, 16)\n")
     history, site = tmp_path / "history.csv", tmp_path / "site"
     done = subprocess.run([sys.executable, "-m", "coursekit.project", "leaderboard", str(root),
                            "--history", str(history), "--out", str(site), "--n", "60",
@@ -254,7 +290,7 @@ def test_leaderboard_edge_cases(tmp_path) -> None:
     rows = {r["group"]: r for r in csv.DictReader(history.open())}
     assert rows[odd]["status"] == "ok" and rows["_leading_underscore"]["status"] == "ok"
     assert "not a file" in rows["model_is_a_folder"]["reason"]
-    assert "leave [0, 1]" in rows["outside"]["reason"]
+    assert "latent vectors leave [-100, 100]" in rows["outside"]["reason"]
     assert rows["crash"]["reason"] == "sample() raised RuntimeError: first line second line"
     assert rows["greedy"]["reason"].startswith("ran out of memory")
     page = (site / "index.html").read_text()

@@ -139,7 +139,7 @@ def test_writing_outside_its_tmp_fails(tmp_path) -> None:
                     blocked += 1
             if blocked != 5:
                 raise ValueError('WROTE')
-            return model.sample(n, generator)
+            return __import__('torch').randn(n, 16, generator=generator)
         """)
     mine = (folder / "model.pt").read_bytes()
     assert _draw(folder) == "ok"
@@ -162,7 +162,7 @@ def test_nothing_outlives_the_run(tmp_path) -> None:
                 if os.fork() == 0:
                     os.execvp('sleep', ['sleep', '{token}'])
                 os._exit(0)
-            return model.sample(n, generator)
+            return __import__('torch').randn(n, 16, generator=generator)
         """)
     assert _draw(folder) == "ok"
     time.sleep(0.5)  # the kernel tears the PID namespace down asynchronously
@@ -260,12 +260,14 @@ def test_a_planted_module_is_never_imported(tmp_path, monkeypatch) -> None:
                 with open(os.path.join(os.getcwd(), name), 'w') as f:
                     f.write('raise SystemExit("PLANTED CODE RAN")\\n')
             import matplotlib  # the real one: python -I never looks in the working folder
-            return model.sample(n, generator)
+            return __import__('torch').randn(n, 16, generator=generator)
         """)
     assert _draw(folder) == "ok"
     assert not (tmp_path / "matplotlib.py").exists()
     # The planted sitecustomize.py died with the first run's private /tmp.
-    assert _draw(_group(tmp_path, "next", "")) == "ok"
+    nxt = _group(tmp_path, "next", "import torch\n\ndef sample(model, n, generator):\n"
+                 "    return torch.randn(n, 16, generator=generator)\n")
+    assert _draw(nxt) == "ok"
 
 
 @needs_bwrap
@@ -337,3 +339,94 @@ def test_sandbox_arguments_are_checked(tmp_path) -> None:
     (tmp_path / "file").write_text("")
     with pytest.raises(ValueError, match="site"):
         project.leaderboard(tmp_path, tmp_path / "h.csv", tmp_path / "file" / "site")
+
+
+_CRITIC = """
+import torch
+from pathlib import Path
+
+EXTRA_FILES = ["critic.pt"]  # declared: the evaluator checks they are plain files
+
+
+def _critic():
+    critic = torch.nn.Linear(64, 1)
+    state = torch.load(Path(__file__).parent / "critic.pt", weights_only=True)
+    critic.load_state_dict(state)
+    return critic
+"""
+
+
+@needs_bwrap
+def test_the_latent_contract_through_the_cli(tmp_path) -> None:
+    """As the workflow runs it: groups return latent vectors z of shape (n, 16); the
+    evaluator makes the images with its own SharedGenerator. Wrong shapes, dtypes, NaN,
+    huge values, linked, oversized or NaN weights are refused with one line; rejection with
+    a declared critic and Langevin in latent space fit the contract."""
+    root = tmp_path / "subs"
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOPSECRET-1312")
+    _group(root, "images", "import torch\ndef sample(model, n, generator):\n"
+                           "    return torch.rand(n, 1, 8, 8, generator=generator)\n")
+    _group(root, "ints", "import torch\ndef sample(model, n, generator):\n"
+                         "    return torch.ones(n, 16, dtype=torch.int64)\n")
+    _group(root, "nan_z", "import torch\ndef sample(model, n, generator):\n"
+                          "    return torch.full((n, 16), float('nan'))\n")
+    _group(root, "huge_z", "import torch\ndef sample(model, n, generator):\n"
+                           "    return 1e30 * torch.ones(n, 16)\n")
+    linked = _group(root, "linked", "")
+    (linked / "model.pt").unlink()
+    (linked / "model.pt").symlink_to(secret)
+    big = _group(root, "big", "")
+    (big / "model.pt").write_bytes(b"\0" * (project.MAX_WEIGHTS_BYTES + 1))
+    nan_w = _group(root, "nan_weights", "")
+    state = project.SharedGenerator().state_dict()
+    state["net.0.bias"][:] = float("nan")
+    torch.save(state, nan_w / "model.pt")
+    torch.manual_seed(1)
+    for name, code in (("rejection", _CRITIC + """
+def sample(model, n, generator):
+    critic, kept = _critic(), []
+    while sum(len(z) for z in kept) < n:  # keep the half the critic scores highest
+        z = torch.randn(2 * n, 16, generator=generator)
+        score = critic(model(z).flatten(1)).squeeze(1)
+        kept.append(z[score > score.median()])
+    return torch.cat(kept)[:n]
+"""), ("langevin", _CRITIC + """
+def sample(model, n, generator):
+    critic = _critic()
+    z = torch.randn(n, 16, generator=generator)
+    with torch.enable_grad():  # the evaluator calls sample() under no_grad
+        for _ in range(20):  # Langevin in z on 0.5 |z|^2 - critic(G(z))
+            z = z.detach().requires_grad_(True)
+            energy = 0.5 * (z ** 2).sum() - critic(model(z).flatten(1)).sum()
+            (grad,) = torch.autograd.grad(energy, z)
+            noise = torch.randn(z.shape, generator=generator)
+            z = z - 0.01 * grad + (2 * 0.01) ** 0.5 * noise
+    return z.detach()
+""")):
+        folder = _group(root, name, code)
+        torch.save(torch.nn.Linear(64, 1).state_dict(), folder / "critic.pt")
+    missing = _group(root, "undeclared", _CRITIC.replace('"critic.pt"]', '"gone.pt"]')
+                     + "def sample(model, n, generator):\n    return torch.randn(n, 16)\n")
+    assert not (missing / "gone.pt").exists()
+    history, site = tmp_path / "h.csv", tmp_path / "site"
+    done = subprocess.run([sys.executable, "-I", "-m", "coursekit.project", "leaderboard",
+                           str(root), "--history", str(history), "--out", str(site),
+                           "--n", str(N), "--sets", "1", "--timeout", "60",
+                           "--date", "2026-03-02"],
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = {r["group"]: r for r in csv.DictReader(history.open())}
+    want = {"images": "expected latent vectors of shape (50, 16) (images?",
+            "ints": "dtype torch.int64", "nan_z": "latent vectors contain NaN",
+            "huge_z": "leave [-100, 100]", "linked": "model.pt is a symbolic link",
+            "big": "more than", "nan_weights": "NaN or infinite weights",
+            "undeclared": "no gone.pt in the submission folder"}
+    for group, reason in want.items():
+        assert rows[group]["status"] == "error", group
+        assert reason in rows[group]["reason"], (group, rows[group]["reason"])
+        assert "\n" not in rows[group]["reason"]
+    assert "TOPSECRET" not in history.read_text()
+    for group in ("rejection", "langevin"):
+        assert rows[group]["status"] == "ok", rows[group]["reason"]
+        assert "critic.pt:" in rows[group]["files"] and "sampling.py:" in rows[group]["files"]
