@@ -2,6 +2,15 @@
 
 Every wrong implementation below is one a student could write; each must fail its check
 with an ``AssertionError`` whose message points at the cause (the ``match`` pattern).
+
+Seed benchmark of the solution notebook (issue 22, the notebook run as
+``benchmarks/check_seeds.py book/practicals/practical2_gan.ipynb --seeds 10 --jobs 1`` runs
+it, native kernel): every check and assert held in 10/10 seeds (COURSEKIT_SEED=0..9). Ring
+GAN (three hidden layers of 64, 2,000 steps): 8/8 modes, 96-99 % high quality, 6.5-17.8 %
+between modes (bar 27 %; uniform circle 32 %, exact samples 4.5 %). Digits: the GAN gave
+>= 2 % of its samples to 1-2 classes in 10/10 seeds, WGAN-GP to 10 classes in 10/10; DRS
+acceptance 0.2-30 %. With the former recipe (two hidden layers, 1,000 steps) the ring put
+39 % between modes in 2 of 10 seeds.
 """
 
 from __future__ import annotations
