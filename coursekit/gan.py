@@ -1401,6 +1401,19 @@ def toy_modes(name: str) -> tuple[np.ndarray, float]:
     raise ValueError(f"name: expected 'eight_gaussians' or 'grid25', got {name!r}")
 
 
+def _samples_and_centers(
+    samples: Any, centers: Any, min_centers: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Checked samples (n, d), centers (k, d) and their (n, k) squared distances."""
+    x = check_array(samples, "samples", ndim=2, min_rows=1)
+    c = check_array(centers, "centers", ndim=2, min_rows=min_centers)
+    if c.shape[1] != x.shape[1]:
+        raise ValueError(
+            f"centers: expected shape (k, {x.shape[1]}) to match samples {x.shape}, got {c.shape}"
+        )
+    return x, c, ((x[:, None, :] - c[None, :, :]) ** 2).sum(-1)
+
+
 def mode_metrics(
     samples: Any, centers: Any, std: float, *, threshold: float = 3.0
 ) -> dict[str, float]:
@@ -1421,15 +1434,9 @@ def mode_metrics(
         (0 = perfectly balanced; ``log k`` when there is no high-quality sample, the
         value of a single mode).
     """
-    x = check_array(samples, "samples", ndim=2, min_rows=1)
-    c = check_array(centers, "centers", ndim=2, min_rows=1)
-    if c.shape[1] != x.shape[1]:
-        raise ValueError(
-            f"centers: expected shape (k, {x.shape[1]}) to match samples {x.shape}, got {c.shape}"
-        )
+    x, c, d2 = _samples_and_centers(samples, centers, min_centers=1)
     std = check_positive(std, "std")
     threshold = check_positive(threshold, "threshold")
-    d2 = ((x[:, None, :] - c[None, :, :]) ** 2).sum(-1)          # (n, k) squared distances
     nearest = d2.argmin(1)                                       # (n,)
     hq = np.sqrt(d2[np.arange(len(x)), nearest]) < threshold * std  # (n,) within the ball
     k = c.shape[0]
@@ -1467,15 +1474,9 @@ def between_modes_fraction(
     Returns:
         the fraction, in [0, 1].
     """
-    x = check_array(samples, "samples", ndim=2, min_rows=1)
-    c = check_array(centers, "centers", ndim=2, min_rows=2)
-    if c.shape[1] != x.shape[1]:
-        raise ValueError(
-            f"centers: expected shape (k, {x.shape[1]}) to match samples {x.shape}, got {c.shape}"
-        )
+    *_, d2 = _samples_and_centers(samples, centers, min_centers=2)
     std = check_positive(std, "std")
     width = check_positive(width, "width")
-    d2 = ((x[:, None, :] - c[None, :, :]) ** 2).sum(-1)          # (n, k) squared distances
     two = np.sqrt(np.partition(d2, 1, axis=1)[:, :2])            # (n, 2) the two smallest
     gap = np.abs(two[:, 1] - two[:, 0])                          # (n,) d2 - d1 >= 0
     return float(np.mean(gap < 2.0 * width * std))
